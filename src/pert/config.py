@@ -1,0 +1,140 @@
+"""Dataclass configs filled from YAML and command-line flags, validated once.
+
+A config class is a plain dataclass; each field's ``metadata["help"]`` is its one-line help. The CLI
+is generated from the fields (``add_config_args``), so a flag always has the field's name with
+dashes (``max_seq_len`` -> ``--max-seq-len``). Precedence: defaults < YAML file < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message names the field."""
+
+
+def field(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
+    """A dataclass field with a help line (mutable defaults go through ``default_factory``)."""
+    if isinstance(default, list | dict | tuple):
+        value = default
+        kw["default_factory"] = lambda: type(value)(value)
+        return dataclasses.field(metadata={"help": help}, **kw)
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(element type, is_sequence) of a field annotation; Optional is unwrapped."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0])
+    if origin in (list, tuple):
+        return typing.get_args(tp)[0], True
+    return tp, False
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per dataclass field; flags default to None so that YAML values survive."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp, seq = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        help_ = f"{f.metadata.get('help', '')} (default: {default})"
+        if tp is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=help_)
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, default=None, type=tp,
+                                nargs="+" if seq else None, help=help_)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of config values; errors name the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file {path}: not found") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path}: not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of option: value, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(cls: type[C], yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Defaults < YAML < overrides (None values in overrides are ignored). Unknown keys are errors."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if yaml_path:
+        data = load_yaml(yaml_path)
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"config file {yaml_path}: unknown option(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(names))}")
+        values.update(data)
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        if k not in names:
+            raise ConfigError(f"unknown option {k}")
+        values[k] = v
+    hints = typing.get_type_hints(cls)
+    for k, v in list(values.items()):
+        values[k] = _coerce(k, v, hints[k])
+    try:
+        return cls(**values)
+    except TypeError as e:  # a required field without value
+        raise ConfigError(str(e)) from e
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    base, seq = _base_type(tp)
+    if value is None:
+        return None
+    try:
+        if seq:
+            if not isinstance(value, list | tuple):
+                raise TypeError
+            return [base(v) for v in value]
+        if base is bool and not isinstance(value, bool):
+            raise TypeError
+        if base is float and isinstance(value, int | float | str):
+            return float(value)
+        if base is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if base in (int, str) and not isinstance(value, base):
+            raise TypeError
+        return value
+    except (TypeError, ValueError) as e:
+        want = f"a list of {base.__name__}" if seq else base.__name__
+        raise ConfigError(f"option {_flag(name)}: expected {want}, got {value!r}") from e
+
+
+def check(cond: bool, name: str, message: str) -> None:
+    """Raise a ConfigError naming the flag when ``cond`` is false."""
+    if not cond:
+        raise ConfigError(f"{_flag(name)} {message}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON/YAML-ready dict of a config."""
+    return dataclasses.asdict(cfg)

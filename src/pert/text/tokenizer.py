@@ -1,0 +1,76 @@
+"""Load a BERT WordPiece tokenizer from a vocab.txt or a model folder, and mark whole-word starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from transformers import BertTokenizer, PreTrainedTokenizerBase
+
+from pert.text.segment import Segmenter
+
+
+def vocab_is_uncased(vocab_file: str | Path) -> bool:
+    """A vocabulary with no upper-case word pieces was built for lower-cased text."""
+    with open(vocab_file, encoding="utf-8") as f:
+        for line in f:
+            tok = line.rstrip("\n")
+            if tok.startswith("[") and tok.endswith("]"):
+                continue
+            if tok != tok.lower():
+                return False
+    return True
+
+
+def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTrainedTokenizerBase:
+    """Tokenizer of a model folder (its own casing) or of a bare ``vocab.txt`` (casing from the vocab).
+
+    ``lowercase`` overrides the casing when given.
+    """
+    path = Path(path)
+    if path.is_dir():
+        vocab = path / "vocab.txt"
+        if not vocab.is_file():
+            raise FileNotFoundError(f"{path}: no vocab.txt in this model folder")
+        kwargs = {}
+        cfg = path / "tokenizer_config.json"
+        if cfg.is_file():
+            try:
+                kwargs["do_lower_case"] = bool(json.loads(cfg.read_text("utf-8")).get("do_lower_case", True))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{cfg}: not valid JSON ({e})") from e
+        else:
+            kwargs["do_lower_case"] = vocab_is_uncased(vocab)
+        path = vocab
+    elif path.is_file():
+        kwargs = {"do_lower_case": vocab_is_uncased(path)}
+    else:
+        raise FileNotFoundError(f"{path}: no such vocab file or model folder")
+    if lowercase is not None:
+        kwargs["do_lower_case"] = lowercase
+    tok = BertTokenizer(vocab_file=str(path), **kwargs)
+    for name in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token"):
+        if getattr(tok, name + "_id") is None:
+            raise ValueError(f"{path}: the vocabulary lacks the special token {getattr(tok, name)}")
+    return tok
+
+
+def word_starts(tokens: list[str], offsets: list[tuple[int, int]], text: str,
+                segmenter: Segmenter | None) -> np.ndarray:
+    """Whole-word starts of a tokenised text (bool per token).
+
+    A ``##`` continuation never starts a word. Without a segmenter (English) every other piece does;
+    with one (Chinese) a piece starts a word when it begins a different segmenter word than the
+    previous piece.
+    """
+    n = len(tokens)
+    cont = np.fromiter((t.startswith("##") for t in tokens), dtype=bool, count=n)
+    if segmenter is None or n == 0:
+        return ~cont
+    ends = np.cumsum([len(w) for w in segmenter(text)])
+    starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=n)
+    word_of = np.searchsorted(ends, starts, side="right")
+    new_word = np.ones(n, dtype=bool)
+    new_word[1:] = word_of[1:] != word_of[:-1]
+    return new_word & ~cont
