@@ -42,20 +42,24 @@ class PerlmHead(nn.Module):
     """Scores every position of the sequence for each selected position.
 
     Query = BERT's MLM transform (dense -> GELU -> LayerNorm) of the selected hidden state; key = the
-    final hidden states of the permuted input; plus a learned bias per position.
+    final hidden states of the permuted input; plus a learned bias per position. The dot product is
+    scaled by 1/sqrt(hidden) as in attention: two LayerNorm'd vectors would otherwise give logits with a
+    standard deviation of sqrt(hidden) and a saturated softmax at initialisation (the transform's
+    LayerNorm gain can absorb the factor, so the head is exactly as expressive).
     """
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
         self.position_bias = nn.Parameter(torch.zeros(config.max_position_embeddings))
+        self.scale = config.hidden_size ** -0.5
 
     def forward(self, hidden: torch.Tensor, positions: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """hidden (B, L, H), positions (B, P) -> logits (B, P, L); padding positions get -inf."""
         index = positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         query = self.transform(torch.gather(hidden, 1, index))
-        logits = torch.bmm(query, hidden.transpose(1, 2)) + self.position_bias[: hidden.size(1)]
+        logits = torch.bmm(query, hidden.transpose(1, 2)) * self.scale + self.position_bias[: hidden.size(1)]
         if attention_mask is not None:
             logits = logits.masked_fill(~attention_mask.bool().unsqueeze(1), float("-inf"))
         return logits

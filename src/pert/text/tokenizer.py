@@ -49,7 +49,7 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTraine
         raise FileNotFoundError(f"{path}: no such vocab file or model folder")
     if lowercase is not None:
         kwargs["do_lower_case"] = lowercase
-    tok = BertTokenizer(vocab_file=str(path), **kwargs)
+    tok = BertTokenizer(vocab=str(path), **kwargs)  # transformers 5 ignores vocab_file=
     for name in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token"):
         if getattr(tok, name + "_id") is None:
             raise ValueError(f"{path}: the vocabulary lacks the special token {getattr(tok, name)}")
@@ -74,3 +74,11 @@ def word_starts(tokens: list[str], offsets: list[tuple[int, int]], text: str,
     new_word = np.ones(n, dtype=bool)
     new_word[1:] = word_of[1:] != word_of[:-1]
     return new_word & ~cont
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:
+    """Save tokenizer files plus BERT's ``vocab.txt`` (transformers 5 no longer writes it for BERT)."""
+    out_dir = Path(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    (out_dir / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")

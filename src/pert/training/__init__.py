@@ -1,0 +1,1 @@
+"""Pre-training: config, data stream, checkpoints and the loop."""

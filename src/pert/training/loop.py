@@ -1,0 +1,261 @@
+"""The pre-training loop: PerLM (or MLM) on a prepared corpus, through Accelerate.
+
+One process (CPU or GPU)::
+
+    pert pretrain --data corpus/ --out run/ --preset base --max-steps 100000
+
+Several processes on one node (each reads a disjoint share of every epoch)::
+
+    accelerate launch --num_processes 4 -m pert.cli pretrain --data corpus/ --out run/ ...
+    torchrun --nproc_per_node 4 -m pert.cli pretrain --data corpus/ --out run/ ...
+
+Interrupting (Ctrl-C, SIGTERM) writes a checkpoint first; ``--resume`` continues from the latest one with
+the same model, optimizer, schedule, RNG and data position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from pert.config import to_dict
+from pert.convert.hf import load_pretraining_model, save_model_folder
+from pert.corpus.dataset import PreparedCorpus
+from pert.modeling import PertForPreTraining, preset_config
+from pert.objectives.perlm import KEPT, SHUFFLED
+from pert.text.tokenizer import load_tokenizer
+from pert.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from pert.training.config import PretrainConfig
+from pert.training.data import PretrainData
+
+log = logging.getLogger(__name__)
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast pays off on CUDA with bf16 and on CPUs with native bf16 instructions."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if bf16_supported() else "no"
+    return {"fp32": "no"}.get(precision, precision)
+
+
+def build_model(cfg: PretrainConfig, corpus: PreparedCorpus) -> PertForPreTraining:
+    """A fresh preset model for the corpus's vocabulary, or the --init-from folder (same vocabulary)."""
+    if cfg.init_from:
+        vocab = Path(cfg.init_from) / "vocab.txt"
+        import hashlib
+
+        if vocab.is_file() and hashlib.sha256(vocab.read_bytes()).hexdigest() != \
+                corpus.manifest["tokenizer"]["vocab_sha256"]:
+            raise ValueError(f"{cfg.data} was prepared with another vocabulary than {vocab}; "
+                             f"run `pert prepare --vocab {cfg.init_from}` first")
+        model = load_pretraining_model(cfg.init_from, cfg.objective)
+    else:
+        config = preset_config(cfg.preset, corpus.vocab_size, max(512, cfg.max_seq_len))
+        config.pert_mlm_head = cfg.objective == "mlm"
+        model = PertForPreTraining(config)
+    if cfg.max_seq_len > model.config.max_position_embeddings:
+        raise ValueError(f"--max-seq-len {cfg.max_seq_len} exceeds the model's "
+                         f"{model.config.max_position_embeddings} positions")
+    model.bert.pooler.requires_grad_(False)  # kept for BertModel compatibility; PerLM does not train it
+    return model
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith("position_bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Meter:
+    """Sums of loss and correct predictions kept on the device; read (one sync) only when logging."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(6, device=device, dtype=torch.float64)  # loss, batches, n/ok shuffled, n/ok kept
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, kinds: torch.Tensor) -> None:
+        shuf, kept = kinds == SHUFFLED, kinds == KEPT
+        self.sums += torch.stack([loss.detach().double(), torch.ones((), device=loss.device, dtype=torch.float64),
+                                  shuf.sum().double(), (correct & shuf).sum().double(),
+                                  kept.sum().double(), (correct & kept).sum().double()])
+
+    def read(self, accelerator: Accelerator) -> dict[str, float]:
+        s = accelerator.reduce(self.sums.clone(), reduction="sum").tolist()
+        self.sums.zero_()
+        return {"loss": s[0] / max(s[1], 1), "acc_shuffled": s[3] / max(s[2], 1),
+                "acc_kept": s[5] / max(s[4], 1), "predictions": s[2] + s[4]}
+
+
+def evaluate(model, data: PretrainData, accelerator: Accelerator, objective: str) -> dict[str, float]:
+    model.eval()
+    meter = Meter(accelerator.device)
+    with torch.no_grad():
+        for batch in data.eval():
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            kinds = batch.pop("kinds")
+            out = model(**batch, objective=objective)
+            meter.add(out.loss, out.correct, kinds)
+    model.train()
+    return meter.read(accelerator)
+
+
+def pretrain(cfg: PretrainConfig) -> dict:
+    """Run pre-training; returns the summary also written to OUT/summary.json."""
+    accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision))
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    corpus = PreparedCorpus(cfg.data)
+    tokenizer = load_tokenizer(cfg.init_from if cfg.init_from else corpus.tokenizer_dir)
+    data = PretrainData(corpus, cfg, accelerator.process_index, accelerator.num_processes)
+    model = build_model(cfg, corpus)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                  betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    step = 0
+    if cfg.resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            log.warning("--resume: no checkpoint in %s/checkpoints; starting from step 0", out)
+        else:
+            step = load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
+            log.info("resumed from %s (step %d)", ckpt, step)
+    main = accelerator.is_main_process
+    writer = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2), encoding="utf-8")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+        n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
+        log.info("%s objective, %.1fM parameters, %d processes, precision %s, %d training sequences of %d",
+                 cfg.objective, n_params / 1e6, accelerator.num_processes, accelerator.mixed_precision,
+                 len(data.train_ids), cfg.max_seq_len)
+
+    stop = {"signal": None}
+    old_handler = signal.getsignal(signal.SIGTERM)
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal="SIGTERM"))
+
+    batches = data.train(start=step * cfg.grad_accum)
+    meter = Meter(accelerator.device)
+    tokens = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    history: list[dict] = []
+    last_eval: dict = {}
+    t0 = t_log = time.perf_counter()
+    tokens_at_log = 0.0
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not main, desc="pretrain", dynamic_ncols=True)
+    model.train()
+    try:
+        while step < cfg.max_steps:
+            for micro in range(cfg.grad_accum):
+                batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
+                kinds = batch.pop("kinds")
+                sync = micro == cfg.grad_accum - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    result = model(**batch, objective=cfg.objective)
+                    accelerator.backward(result.loss / cfg.grad_accum)
+                meter.add(result.loss, result.correct, kinds)
+                tokens += batch["attention_mask"].sum()
+            if cfg.clip_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                m = meter.read(accelerator)
+                total_tokens = accelerator.reduce(tokens.clone(), reduction="sum").item()
+                now = time.perf_counter()
+                m.update(step=step, lr=scheduler.get_last_lr()[0],
+                         tokens_per_s=(total_tokens - tokens_at_log) / max(now - t_log, 1e-9))
+                t_log, tokens_at_log = now, total_tokens
+                history.append(m)
+                if main:
+                    bar.set_postfix(loss=f"{m['loss']:.3f}", shuf=f"{m['acc_shuffled']:.3f}",
+                                    kept=f"{m['acc_kept']:.3f}", tok_s=f"{m['tokens_per_s']:.0f}")
+                    _log(writer, out, "train", m, step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+                last_eval = evaluate(model, data, accelerator, cfg.objective)
+                if main:
+                    _log(writer, out, "eval", last_eval, step)
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
+                save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last)
+            timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > cfg.max_minutes * 60
+            # checked on log steps only: across processes it costs a synchronisation
+            if step % cfg.log_every == 0 and _any(accelerator, bool(stop["signal"]) or timed_out):
+                log.info("stopping at step %d (%s)", step, stop["signal"] or "time budget reached")
+                break
+    except KeyboardInterrupt:
+        log.warning("interrupted at step %d: writing a checkpoint before exiting", step)
+        save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last)
+        raise
+    finally:
+        bar.close()
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, old_handler)
+
+    save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last)
+    last_eval = evaluate(model, data, accelerator, cfg.objective)
+    elapsed = time.perf_counter() - t0
+    total_tokens = accelerator.reduce(tokens.clone(), reduction="sum").item()
+    summary = {
+        "steps": step, "objective": cfg.objective, "seconds": round(elapsed, 1),
+        "tokens": int(total_tokens), "tokens_per_s": round(total_tokens / max(elapsed, 1e-9), 1),
+        "final_train": history[-1] if history else None, "eval": last_eval,
+        "processes": accelerator.num_processes, "precision": accelerator.mixed_precision,
+    }
+    if main:
+        _log(writer, out, "eval", last_eval, step)
+        writer.close()
+        info = {"objective": cfg.objective, "steps": step, "tokens": int(total_tokens),
+                "data": corpus.manifest.get("inputs"), "eval": last_eval, "config": to_dict(cfg)}
+        save_model_folder(accelerator.unwrap_model(model), tokenizer, out / "final", info)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        log.info("done: %d steps in %.0fs; held-out accuracy shuffled %.3f kept %.3f; model in %s",
+                 step, elapsed, last_eval["acc_shuffled"], last_eval["acc_kept"], out / "final")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _any(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every process when it is true on one (so all stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return flag
+    t = torch.tensor(float(flag), device=accelerator.device)
+    return accelerator.reduce(t, reduction="sum").item() > 0
+
+
+def _log(writer, out: Path, split: str, metrics: dict, step: int) -> None:
+    for k, v in metrics.items():
+        if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) and k != "step":
+            writer.add_scalar(f"{split}/{k}", v, step)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"split": split, "step": step, **metrics}) + "\n")

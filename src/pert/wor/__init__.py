@@ -1,0 +1,1 @@
+"""Word-order restoration (乱序纠错): data generation, decoding to a permutation, and `restore`."""
