@@ -93,8 +93,243 @@ def _run_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, minutes=args.minutes, max_steps=args.max_steps)
 
 
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    from pert.config import add_config_args
+    from pert.tasks.config import FinetuneConfig
+
+    p = sub.add_parser("finetune", help="fine-tune a BERT/PERT folder on a task for one or more seeds",
+                       description="Fine-tune and score on dev/test; writes per-seed checkpoints and a "
+                                   "max (avg) report. Unset hyper-parameters come from the task's defaults.")
+    p.add_argument("--config", help="YAML file with any of the options below (e.g. configs/finetune/sst2.yaml)")
+    p.add_argument("--list-tasks", action="store_true", help="list the tasks and exit")
+    add_config_args(p, FinetuneConfig)
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    if args.list_tasks:
+        from pert.tasks.base import get_task, task_names
+
+        for name in task_names():
+            t = get_task(name)
+            print(f"{name:22s} {t.main_metric:9s} {t.description}")
+        return
+    from pathlib import Path
+
+    from pert.config import build_config
+    from pert.tasks.config import FinetuneConfig
+    from pert.tasks.loop import finetune
+
+    skip = ("command", "config", "func", "verbose", "list_tasks")
+    cfg = build_config(FinetuneConfig, args.config, {k: v for k, v in vars(args).items() if k not in skip})
+    result = finetune(cfg)
+    print((Path(cfg.out) / "results.md").read_text(encoding="utf-8").split("\n## Config")[0])
+    print(f"wrote {cfg.out}/results.md and results.json ({result['task']}, {len(result['seeds'])} seed(s))")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from pert.config import add_config_args
+    from pert.tasks.config import EvaluateConfig
+
+    p = sub.add_parser("evaluate", help="score a fine-tuned folder on a task's splits",
+                       description="Score a fine-tuned Hugging Face folder with the task's official metric.")
+    p.add_argument("--config", help="YAML file with any of the options below")
+    add_config_args(p, EvaluateConfig)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from pert.config import build_config
+    from pert.tasks.config import EvaluateConfig
+    from pert.tasks.loop import evaluate
+
+    cfg = build_config(EvaluateConfig, args.config,
+                       {k: v for k, v in vars(args).items() if k not in ("command", "config", "func", "verbose")})
+    results = evaluate(cfg.task, cfg.model, cfg.data, cfg.splits, task_args=cfg.task_args,
+                       batch_size=cfg.batch_size, max_seq_len=cfg.max_seq_len, max_examples=cfg.max_examples,
+                       device=cfg.device, precision=cfg.precision, predictions_dir=cfg.predictions)
+    print(json.dumps(results, indent=2))
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="merge fine-tuning runs into one max (avg) table",
+                       description="Models as rows, task/split columns, max (avg) over seeds of each task's "
+                                   "main metric, as in the paper's tables.")
+    p.add_argument("runs", nargs="+", help="run folders of `pert finetune` (or folders holding them)")
+    p.add_argument("--metric", help="report this metric where a task has it (default: each task's main one)")
+    p.add_argument("--digits", type=int, default=1, help="decimals (default: 1)")
+    p.add_argument("--out", help="also write the Markdown table here (and the JSON beside it)")
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from pert.report import merge_runs
+
+    markdown, data = merge_runs(args.runs, metric=args.metric, digits=args.digits)
+    print(markdown)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown, encoding="utf-8")
+        out.with_suffix(".json").write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _add_wor_data(sub: argparse._SubParsersAction) -> None:
+    from pert.config import add_config_args
+    from pert.wor.data import WorDataConfig
+
+    p = sub.add_parser("wor-data", help="make word-order restoration data (train/dev/test JSONL)",
+                       description="Split raw text into sentences and corrupt some by moving whole words "
+                                   "locally; writes train/dev/test.jsonl and stats.json (see docs/wor.md).")
+    p.add_argument("inputs", nargs="+", help="text files or folders (.txt, .jsonl, .gz)")
+    p.add_argument("--config", help="YAML file with any of the options below")
+    add_config_args(p, WorDataConfig, skip=("inputs",))
+
+
+def _run_wor_data(args: argparse.Namespace) -> None:
+    from pert.config import build_config
+    from pert.wor.data import WorDataConfig, make_wor_data
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "func", "verbose")}
+    stats = make_wor_data(build_config(WorDataConfig, args.config, overrides))
+    for split, s in stats["splits"].items():
+        print(f"{split}: {s['sentences']} sentences ({s['corrupted']} corrupted, {s['negatives']} unchanged)")
+    print(f"-> {args.out} (stats.json beside)")
+
+
+def _add_restore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("restore", help="restore the word order of sentences with a fine-tuned WOR model",
+                       description="Restore sentences given on the command line (printed one a line) or in "
+                                   "--input (.txt one a line, or .jsonl with 'corrupted' or 'text') "
+                                   "to --output.")
+    p.add_argument("texts", nargs="*", help="sentences to restore")
+    p.add_argument("--model", required=True, help="model folder fine-tuned with `pert finetune --task wor`")
+    p.add_argument("--input", help="file of sentences (.txt or .jsonl)")
+    p.add_argument("--output", help="file to write (required with --input)")
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default: 32)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--show-moves", action="store_true", help="also print the moved spans, in [brackets]")
+
+
+def _run_restore(args: argparse.Namespace) -> None:
+    from pert.wor.restore import Restorer, restore_file
+
+    if bool(args.input) == bool(args.texts):
+        raise ValueError("give sentences on the command line or --input FILE (not both)")
+    if args.input:
+        if not args.output:
+            raise ValueError("--input needs --output FILE")
+        scores = restore_file(args.model, args.input, args.output, batch_size=args.batch_size,
+                              device=args.device)
+        print(f"wrote {args.output}")
+        if scores is not None:
+            print(", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in scores.items()))
+        return
+    for r in Restorer(args.model, batch_size=args.batch_size, device=args.device).restore(args.texts):
+        print(r.text)
+        if args.show_moves:
+            marked, last = [], 0
+            for a, b in r.moved:
+                marked += [r.text[last:a], "[", r.text[a:b], "]"]
+                last = b
+            print("  moved: " + "".join(marked) + r.text[last:])
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    from pert.config import add_config_args
+    from pert.convert.tf1 import ConvertConfig
+
+    p = sub.add_parser("convert", help="convert a TF1 BERT/PERT checkpoint into a Hugging Face folder",
+                       description="TF1 checkpoint (Google BERT variable names; HFL's pert_model.ckpt/.index "
+                                   "naming accepted) + config + vocab.txt -> a pert / Hugging Face folder "
+                                   "(safetensors). TensorFlow is not needed.")
+    p.add_argument("format", choices=["tf1"], help="source format")
+    p.add_argument("source", help="checkpoint folder, prefix, or one of its files")
+    add_config_args(p, ConvertConfig, skip=("source",))
+
+
+def _run_convert(args: argparse.Namespace) -> None:
+    from pert.config import build_config
+    from pert.convert.tf1 import ConvertConfig, convert_tf1
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "format", "func", "verbose")}
+    report = convert_tf1(build_config(ConvertConfig, None, overrides))
+    print(f"converted {len(report.converted)} tensors ({report.parameters:,} parameters) -> {report.out}")
+    print(f"skipped {report.skipped_optimizer} optimizer/step variables; MLM head: "
+          f"{'yes' if report.mlm_head else 'no'}; pooler: {'yes' if report.pooler else 'no'}"
+          + (f"; global_step {report.global_step}" if report.global_step is not None else ""))
+    if report.unmapped:
+        print(f"not converted ({len(report.unmapped)}): {', '.join(report.unmapped)}")
+    for note in report.notes:
+        print(f"note: {note}")
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a model folder: architecture, size, vocabulary, heads",
+                       description="Architecture, parameter count, vocabulary size and casing, heads present "
+                                   "(PerLM, MLM, QA, classification), dtype and how it was trained if known.")
+    p.add_argument("model", help="model folder")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+
+    from pert.convert.info import format_info, model_info
+
+    info = model_info(args.model)
+    print(json.dumps(dataclasses.asdict(info), indent=2, ensure_ascii=False) if args.json
+          else format_info(info))
+
+
+def _add_qa(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("qa", help="answer questions with a fine-tuned reading-comprehension model",
+                       description="One question (--context and --question; prints JSON with the answer, "
+                                   "its probability and character span) or a whole SQuAD-style file "
+                                   "(--input, --output: {question_id: answer} JSON).")
+    p.add_argument("--model", required=True,
+                   help="folder fine-tuned with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
+    p.add_argument("--context", help="the passage to read")
+    p.add_argument("--question", help="the question to answer")
+    p.add_argument("--input", help="SQuAD-style JSON file of questions")
+    p.add_argument("--output", help="predictions JSON to write (required with --input)")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per batch (default: 32)")
+    p.add_argument("--max-seq-len", type=int, default=None, help="tokens per window (default: 512 for "
+                   "Chinese tasks, 384 otherwise)")
+    p.add_argument("--doc-stride", type=int, default=128, help="step between windows (default: 128)")
+    p.add_argument("--max-answer-len", type=int, default=30, help="longest answer in tokens (default: 30)")
+    p.add_argument("--null-threshold", type=float, default=None,
+                   help="answer '' when null score - best span score exceeds it (default: the dev threshold "
+                        "of a SQuAD 2.0 model; never for other models)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+
+
+def _run_qa(args: argparse.Namespace) -> None:
+    from pert.qa import QuestionAnswerer, answer_file, to_json
+
+    options = {"batch_size": args.batch_size, "max_seq_len": args.max_seq_len, "doc_stride": args.doc_stride,
+               "max_answer_len": args.max_answer_len, "null_threshold": args.null_threshold,
+               "device": args.device}
+    if args.input:
+        if args.context or args.question:
+            raise ValueError("give --input FILE or --context and --question, not both")
+        if not args.output:
+            raise ValueError("--input needs --output FILE")
+        result = answer_file(args.model, args.input, args.output, **options)
+        print(f"answered {len(result)} questions -> {args.output}")
+        return
+    if not (args.context and args.question):
+        raise ValueError("give --context and --question (or --input FILE --output FILE)")
+    print(to_json(QuestionAnswerer(args.model, **options)([(args.question, args.context)])[0]))
+
+
 # Verbs in the order `pert --help` lists them. To add one: write _add_<verb> and _run_<verb>, list it here.
-VERBS = ["demo", "vocab", "prepare", "pretrain"]
+VERBS = ["demo", "vocab", "prepare", "pretrain", "finetune", "evaluate", "report", "qa", "wor-data",
+         "restore", "convert", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:

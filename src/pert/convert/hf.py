@@ -53,8 +53,8 @@ def load_pretraining_model(path: str | Path, objective: str = "perlm") -> PertFo
     missing = sorted(info["missing_keys"])
     encoder_missing = [k for k in missing if k.startswith("bert.") and not k.startswith("bert.pooler.")]
     if encoder_missing:
-        raise ValueError(f"{path}: encoder weights missing from the checkpoint: {', '.join(encoder_missing[:5])}"
-                         + (" ..." if len(encoder_missing) > 5 else ""))
+        raise ValueError(f"{path}: encoder weights missing from the checkpoint: "
+                         f"{', '.join(encoder_missing[:5])}" + (" ..." if len(encoder_missing) > 5 else ""))
     for head, prefix in (("PerLM", "perlm_head."), ("MLM", "cls."), ("pooler", "bert.pooler.")):
         if any(k.startswith(prefix) for k in missing):
             log.warning("%s: no %s head in the checkpoint; it starts from random initialisation", path, head)
@@ -71,6 +71,9 @@ def save_model_folder(model: transformers.PreTrainedModel, tokenizer: PreTrained
     from pert.convert.card import write_model_card
 
     out_dir = Path(out_dir)
+    if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"{out_dir}: the tokenizer has {len(tokenizer)} tokens but the model only "
+                         f"{model.config.vocab_size} embedding rows; the folder would not load")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -89,7 +92,8 @@ def save_model_folder(model: transformers.PreTrainedModel, tokenizer: PreTrained
     if tokenizer is not None:
         save_tokenizer(tokenizer, tmp)
     if training_info is not None:
-        (tmp / TRAINING_INFO).write_text(json.dumps(training_info, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / TRAINING_INFO).write_text(json.dumps(training_info, indent=2, ensure_ascii=False),
+                                         encoding="utf-8")
     write_model_card(tmp, name=out_dir.name)
     if out_dir.exists():
         old = out_dir.with_name(out_dir.name + ".old")

@@ -64,6 +64,9 @@ def _guess_language(vocab: Path) -> str | None:
 def model_info(path: str | Path) -> ModelInfo:
     """Describe a Hugging Face / pert model folder without loading its weights into a model."""
     path = Path(path)
+    if path.is_dir() and not (path / "config.json").is_file() and any(path.glob("*.index")):
+        raise FileNotFoundError(f"{path}: a TensorFlow checkpoint, not a Hugging Face folder; convert it "
+                                f"first: pert convert tf1 {path} --out NEW_FOLDER")
     config = load_config(path)
     shapes = tensor_shapes(path)
     tied = getattr(config, "tie_word_embeddings", True)
@@ -75,7 +78,7 @@ def model_info(path: str | Path) -> ModelInfo:
         if key.endswith("position_ids"):  # a buffer some old checkpoints saved
             continue
         key = canonical_key(key)
-        if tied and key == "cls.predictions.decoder.weight":  # the word embeddings, stored twice in .bin files
+        if tied and key == "cls.predictions.decoder.weight":  # the word embeddings again (.bin files)
             continue
         n = math.prod(shape)
         params += n
@@ -153,10 +156,12 @@ def format_info(info: ModelInfo) -> str:
         head_text += "; NSP: yes"
     rows = [
         ("folder", info.name),
-        ("architecture", f"BERT encoder, {info.layers} layers, hidden {info.hidden}, {info.attention_heads} "
-                         f"attention heads, intermediate {info.intermediate}, max positions {info.max_positions}"
+        ("architecture", f"BERT encoder, {info.layers} layers, hidden {info.hidden}, "
+                         f"{info.attention_heads} attention heads, intermediate {info.intermediate}, "
+                         f"max positions {info.max_positions}"
                          + (f" (config: {', '.join(info.architectures)})" if info.architectures else "")),
-        ("parameters", f"{human(info.parameters)} ({info.parameters:,}; encoder {info.encoder_parameters:,})"),
+        ("parameters", f"{human(info.parameters)} ({info.parameters:,}; "
+                       f"encoder {info.encoder_parameters:,})"),
         ("vocabulary", f"{vocab}, {casing(info)} ({info.casing_source})"
                        + (f", language {info.language}" if info.language else "")),
         ("heads", head_text + ("" if info.pooler else "; no pooler")),
@@ -166,7 +171,8 @@ def format_info(info: ModelInfo) -> str:
         ("trained", training_summary(info.training) or "unknown (no pert_training.json)"),
     ]
     if info.extra_keys:
-        rows.append(("other weights", ", ".join(info.extra_keys[:5]) + (" ..." if len(info.extra_keys) > 5 else "")))
+        more = " ..." if len(info.extra_keys) > 5 else ""
+        rows.append(("other weights", ", ".join(info.extra_keys[:5]) + more))
     return "\n".join(f"{k:<13} {v}" for k, v in rows)
 
 
@@ -175,8 +181,9 @@ def training_summary(training: dict[str, Any] | None) -> str:
     if not training:
         return ""
     parts = []
-    for key, label in (("task", "task"), ("objective", "objective"), ("steps", "steps"),
-                       ("best_step", "best step"), ("tokens", "tokens"), ("converted_from", "converted from")):
+    labels = (("task", "task"), ("objective", "objective"), ("steps", "steps"), ("best_step", "best step"),
+              ("tokens", "tokens"), ("converted_from", "converted from"))
+    for key, label in labels:
         if training.get(key) is not None:
             value = training[key]
             parts.append(f"{label} {human(value) if key == 'tokens' else value}")

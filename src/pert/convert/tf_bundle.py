@@ -255,7 +255,7 @@ class TFCheckpoint:
         return sorted(self.entries)
 
     def data_file(self, shard: int) -> Path:
-        """The data shard holding ``shard``; for a one-shard release also ``PREFIX`` itself or ``STEM.ckpt``."""
+        """Data shard ``shard``; a one-shard release may also name it ``PREFIX`` itself or ``STEM.ckpt``."""
         if shard in self._data_files:
             return self._data_files[shard]
         prefix = self.prefix
@@ -290,8 +290,8 @@ class TFCheckpoint:
             f.seek(e.offset)
             raw = f.read(e.size)
         if len(raw) != e.size:
-            raise ValueError(f"{data_file}: truncated: variable {name} needs bytes {e.offset}..{e.offset + e.size}"
-                             f" but the file has {data_file.stat().st_size} bytes")
+            raise ValueError(f"{data_file}: truncated: variable {name} needs bytes {e.offset}.."
+                             f"{e.offset + e.size} but the file has {data_file.stat().st_size} bytes")
         if e.crc32c is not None and not _crc_ok(raw, e.crc32c):
             raise ValueError(f"{data_file}: variable {name} fails its CRC check (corrupt data file)")
         arr = np.frombuffer(raw, dtype=dtype.newbyteorder(self.byte_order)).reshape(e.shape)

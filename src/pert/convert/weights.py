@@ -36,8 +36,8 @@ def weight_files(path: str | Path) -> list[Path]:
             weight_map = json.loads(file.read_text("utf-8"))["weight_map"]
             shards = sorted({path / str(s) for s in weight_map.values()})
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{file}: not a valid shard index (expected a JSON object with 'weight_map'): {e}") \
-                from e
+            raise ValueError(f"{file}: not a valid shard index (expected a JSON object with "
+                             f"'weight_map'): {e}") from e
         for shard in shards:
             if not shard.is_file():
                 raise FileNotFoundError(f"{file}: lists shard {shard.name}, which is missing")
@@ -59,7 +59,8 @@ def load_torch_file(file: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
     except pickle.UnpicklingError as e:
         reason = str(e).strip().splitlines()
-        detail = next((line.strip() for line in reason if "global" in line.lower()), reason[0] if reason else "")
+        detail = next((line.strip() for line in reason if "global" in line.lower()),
+                      reason[0] if reason else "")
         raise ValueError(f"{file}: refused to load: the pickle holds objects other than tensors ({detail}). "
                          "pert never unpickles arbitrary objects; if you trust its origin, convert it to "
                          "model.safetensors first") from e
@@ -67,8 +68,9 @@ def load_torch_file(file: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{file}: not a readable PyTorch checkpoint (truncated or corrupt?): "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        keys = f" with keys {list(state)[:5]}" if isinstance(state, dict) else ""
         raise ValueError(f"{file}: expected a mapping of parameter names to tensors, got "
-                         f"{type(state).__name__}" + (f" with keys {list(state)[:5]}" if isinstance(state, dict) else ""))
+                         f"{type(state).__name__}{keys}")
     return state
 
 
@@ -81,9 +83,11 @@ def tensor_shapes(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
                 with safe_open(str(file), framework="pt") as f:
                     for key in f.keys():
                         s = f.get_slice(key)
-                        out[key] = (tuple(s.get_shape()), _SAFETENSORS_DTYPES.get(s.get_dtype(), s.get_dtype()))
+                        dtype = _SAFETENSORS_DTYPES.get(s.get_dtype(), s.get_dtype())
+                        out[key] = (tuple(s.get_shape()), dtype)
             except (SafetensorError, OSError) as e:
-                raise ValueError(f"{file}: not a readable safetensors file (truncated or corrupt?): {e}") from e
+                raise ValueError(f"{file}: not a readable safetensors file (truncated or corrupt?): "
+                                 f"{e}") from e
         else:
             for key, t in load_torch_file(file).items():
                 out[key] = (tuple(t.shape), str(t.dtype).removeprefix("torch."))
@@ -147,5 +151,6 @@ def check_model_folder(path: str | Path, config: BertConfig) -> dict[str, tuple[
             raise ValueError(f"{vocab}: {n} tokens but config.json has vocab_size={config.vocab_size}: "
                              f"tokens {config.vocab_size}..{n - 1} would have no embedding")
         if n < config.vocab_size:
-            log.info("%s: %d tokens for %d embedding rows (the extra rows are unused)", vocab, n, config.vocab_size)
+            log.info("%s: %d tokens for %d embedding rows (the extra rows are unused)", vocab, n,
+                     config.vocab_size)
     return shapes

@@ -264,14 +264,14 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
     def dev_eval(step: int) -> None:
         if not can_select:
             return
-        metrics, _ = score(task, model, tokenizer, dev_examples, dev_features, cfg.eval_batch_size, device,
-                           cfg.precision, f"dev @{step}")
+        metrics, predictions = score(task, model, tokenizer, dev_examples, dev_features, cfg.eval_batch_size,
+                                     device, cfg.precision, f"dev @{step}")
         history.append({"step": step, **metrics})
         for k, v in metrics.items():
             writer.add_scalar(f"dev/{k}", v, step)
         log.info("seed %d step %d/%d dev: %s", seed, step, total, _fmt(metrics))
         if metrics[task.main_metric] > best["score"]:
-            best.update(score=metrics[task.main_metric], step=step,
+            best.update(score=metrics[task.main_metric], step=step, dev=(metrics, predictions),
                         state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
         model.train()
 
@@ -323,8 +323,11 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
         examples = splits.get(split)
         if examples is None:
             continue
-        metrics, predictions = score(task, model, tokenizer, examples, eval_features[split], cfg.eval_batch_size,
-                                     device, cfg.precision, split)
+        if split == "dev" and "dev" in best:  # the best state's dev scores are already known
+            metrics, predictions = best["dev"]
+        else:
+            metrics, predictions = score(task, model, tokenizer, examples, eval_features[split],
+                                         cfg.eval_batch_size, device, cfg.precision, split)
         if metrics is not None:
             result[split] = metrics
             for k, v in metrics.items():

@@ -12,15 +12,18 @@ from pert.text.segment import Segmenter
 
 
 def vocab_is_uncased(vocab_file: str | Path) -> bool:
-    """A vocabulary with no upper-case word pieces was built for lower-cased text."""
+    """Whether a vocabulary was built from lower-cased text: almost none of its pieces hold a capital ASCII
+    letter. (Google's uncased Chinese vocabulary still has ``<S>``, ``<T>`` and capital Greek letters; a cased
+    English one has thousands of capitalised pieces.)"""
+    pieces = capital = 0
     with open(vocab_file, encoding="utf-8") as f:
         for line in f:
             tok = line.rstrip("\n")
             if tok.startswith("[") and tok.endswith("]"):
                 continue
-            if tok != tok.lower():
-                return False
-    return True
+            pieces += 1
+            capital += any("A" <= ch <= "Z" for ch in tok)
+    return capital <= 0.005 * pieces
 
 
 def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTrainedTokenizerBase:
@@ -49,7 +52,7 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTraine
         raise FileNotFoundError(f"{path}: no such vocab file or model folder")
     if lowercase is not None:
         kwargs["do_lower_case"] = lowercase
-    tok = BertTokenizer(vocab=str(path), **kwargs)  # transformers 5 ignores vocab_file=
+    tok = BertTokenizer(str(path), **kwargs)  # positional: 4.x calls it vocab_file, 5.x vocab
     for name in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token"):
         if getattr(tok, name + "_id") is None:
             raise ValueError(f"{path}: the vocabulary lacks the special token {getattr(tok, name)}")

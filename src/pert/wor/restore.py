@@ -88,3 +88,70 @@ def restore(texts: Sequence[str], model_dir: str | Path, return_moves: bool = Fa
     """Restored sentences (or ``Restoration`` objects with the moved spans when ``return_moves``)."""
     results = Restorer(model_dir, **kwargs).restore(texts)
     return results if return_moves else [r.text for r in results]
+
+
+def _read_inputs(path: Path) -> tuple[list[str], list[str | None], bool]:
+    """(texts, originals or None, is_jsonl) of a .txt (one sentence a line) or .jsonl file."""
+    import json
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such input file")
+    jsonl = path.name.endswith(".jsonl")
+    texts: list[str] = []
+    originals: list[str | None] = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not jsonl:
+                texts.append(line)
+                originals.append(None)
+                continue
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: not valid JSON ({e})") from e
+            text = r.get("corrupted", r.get("text")) if isinstance(r, dict) else None
+            if not isinstance(text, str):
+                raise ValueError(f"{path}:{i}: expected an object with a string field 'corrupted' or 'text'")
+            original = r.get("original")
+            if original is not None and not isinstance(original, str):
+                raise ValueError(f"{path}:{i}: field 'original' must be a string")
+            texts.append(text)
+            originals.append(original)
+    return texts, originals, jsonl
+
+
+def restore_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
+                 **kwargs) -> dict[str, float] | None:
+    """Restore every sentence of a .txt (one a line) or .jsonl file (field ``corrupted`` or ``text``).
+
+    A .txt input gives one restored sentence a line; a .jsonl input gives records with ``input``,
+    ``output``, ``moved`` (character spans) and ``original`` when the input had it. When every record has
+    an ``original``, returns the WOR metrics in percent (``pert.metrics.wor``), else None.
+    """
+    import json
+
+    from pert.metrics.wor import wor_scores
+
+    texts, originals, jsonl = _read_inputs(Path(input_path))
+    restorer = Restorer(model_dir, **kwargs)
+    results = restorer.restore(texts)
+    out = Path(output_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        for text, original, r in zip(texts, originals, results, strict=True):
+            if jsonl:
+                rec = {"input": text, "output": r.text, "moved": r.moved}
+                if original is not None:
+                    rec["original"] = original
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            else:
+                f.write(r.text + "\n")
+    if not texts or any(o is None for o in originals):
+        return None
+    tok = restorer.tokenizer
+    scores = wor_scores([tok.tokenize(t) for t in texts], [tok.tokenize(o) for o in originals],
+                        [r.tokens for r in results])
+    return {k: (100.0 * v if isinstance(v, float) else v) for k, v in scores.items()}

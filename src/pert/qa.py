@@ -1,0 +1,139 @@
+"""Ask a fine-tuned reading-comprehension model questions (transformers 5 has no QA pipeline).
+
+    pert qa --model runs/cmrc/seed-1/best --context "..." --question "..."
+    pert qa --model runs/cmrc/seed-1/best --input cmrc2018_dev.json --output predictions.json
+
+    from pert.qa import answer
+    answer("runs/cmrc/seed-1/best", [("Who wrote it?", "It was written by ...")])
+
+Long contexts are cut into overlapping windows (``doc_stride``) exactly as in training, and the best
+span over all windows wins. A folder fine-tuned on SQuAD 2.0 (its ``pert_training.json`` says
+``task: squad2``) may answer "" (no answer), using the null threshold chosen on dev.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pert.tasks.mrc_data import MrcExample, read_mrc_file
+from pert.tasks.mrc_features import encode_examples
+from pert.tasks.mrc_postprocess import postprocess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Answer:
+    """An answer span: ``context[start:end] == text``; ``start == end == -1`` and ``text == ""`` for none."""
+
+    text: str
+    score: float
+    start: int
+    end: int
+
+
+class QuestionAnswerer:
+    """A loaded ``BertForQuestionAnswering`` folder plus its tokenizer and decoding settings."""
+
+    def __init__(self, model_dir: str | Path, *, device: str = "auto", max_seq_len: int | None = None,
+                 doc_stride: int = 128, max_query_len: int = 64, max_answer_len: int = 30, n_best: int = 20,
+                 null_threshold: float | None = None, batch_size: int = 32) -> None:
+        from transformers import BertForQuestionAnswering
+
+        from pert.tasks.base import load_model_with_head
+        from pert.tasks.loop import resolve_device
+        from pert.text import load_tokenizer
+
+        self.model_dir = Path(model_dir)
+        info = _training_info(self.model_dir)
+        self.device = resolve_device(device)
+        self.tokenizer = load_tokenizer(self.model_dir)
+        model = load_model_with_head(BertForQuestionAnswering, self.model_dir)
+        if model.pert_new_head:
+            raise ValueError(f"{self.model_dir}: no trained question-answering head (qa_outputs); fine-tune "
+                             "it first with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
+        self.model = model.to(self.device).eval()
+        limit = int(model.config.max_position_embeddings)
+        default_len = 512 if info.get("task") in ("cmrc2018", "drcd") else 384
+        self.max_seq_len = min(max_seq_len or default_len, limit)
+        self.doc_stride, self.max_query_len = doc_stride, max_query_len
+        self.max_answer_len, self.n_best, self.batch_size = max_answer_len, n_best, batch_size
+        if null_threshold is None and info.get("task") == "squad2":
+            null_threshold = float((info.get("dev") or {}).get("best_f1_thresh", 0.0))
+        self.null_threshold = null_threshold
+
+    @torch.no_grad()
+    def predict(self, examples: Sequence[MrcExample], progress: bool = False) -> list[Any]:
+        """``MrcPrediction`` per example (answer, span, probability, n-best)."""
+        from pert.tasks.base import pad_features
+
+        features = encode_examples(examples, self.tokenizer, self.max_seq_len, self.doc_stride,
+                                   self.max_query_len)
+        # Batches of similar length waste less padding; logits are put back in feature order.
+        order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+        starts: list[np.ndarray] = [np.empty(0)] * len(features)
+        ends: list[np.ndarray] = [np.empty(0)] * len(features)
+        batches = range(0, len(order), self.batch_size)
+        for b in tqdm(batches, desc="qa", unit="batch", disable=not progress or None):
+            idx = order[b:b + self.batch_size]
+            batch = pad_features([features[i] for i in idx], self.tokenizer.pad_token_id,
+                                 drop=("example_index", "offsets", "max_context", "start_positions",
+                                       "end_positions"))
+            out = self.model(**{k: v.to(self.device) for k, v in batch.items()})
+            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                starts[i], ends[i] = s[row], e[row]
+        return postprocess(examples, features, starts, ends, self.n_best, self.max_answer_len,
+                           self.null_threshold)
+
+    def __call__(self, pairs: Iterable[tuple[str, str]], progress: bool = False) -> list[Answer]:
+        """Answer (question, context) pairs."""
+        examples = []
+        for i, (question, context) in enumerate(pairs):
+            if not isinstance(question, str) or not isinstance(context, str):
+                raise ValueError(f"pair {i}: expected (question, context) strings")
+            examples.append(MrcExample(str(i), question, context, [], []))
+        return [Answer(p.text, p.score, p.start, p.end) for p in self.predict(examples, progress)]
+
+
+def _training_info(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "pert_training.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def answer(model_dir: str | Path, pairs: Iterable[tuple[str, str]], **options: Any) -> list[Answer]:
+    """Answer each (question, context) pair with the model in ``model_dir`` (options: QuestionAnswerer's)."""
+    return QuestionAnswerer(model_dir, **options)(pairs)
+
+
+def answer_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
+                **options: Any) -> dict[str, str]:
+    """Answer every question of a SQuAD-style JSON file; write ``{question_id: answer}`` JSON (the
+    official scripts' prediction format) and return it."""
+    examples, _ = read_mrc_file(input_path)
+    if not examples:
+        raise ValueError(f"{input_path}: no questions found")
+    predictions = QuestionAnswerer(model_dir, **options).predict(examples, progress=True)
+    result = {e.qid: p.text for e, p in zip(examples, predictions, strict=True)}
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    output_path.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    return result
+
+
+def to_json(a: Answer) -> str:
+    return json.dumps(asdict(a), ensure_ascii=False)
