@@ -99,7 +99,7 @@ def test_minilm_through_pert_is_unchanged(minilm_dir, shared_data, tmp_path, cap
 
 
 def _bin_folder(model, tokenizer_dir: Path, out: Path, architectures: list[str]) -> Path:
-    """A folder as older BERT uploads are: config.json, pytorch_model.bin (LayerNorm gamma/beta), vocab.txt."""
+    """A folder as old BERT uploads are: config.json, pytorch_model.bin (LayerNorm gamma/beta), vocab.txt."""
     out.mkdir()
     model.config.architectures = architectures
     model.config.to_json_file(out / "config.json")

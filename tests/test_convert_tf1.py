@@ -216,6 +216,7 @@ def test_release_layout_converts_exactly(tiny_release, tmp_path, shared_data, ca
     info = model_info(out)
     assert info.heads == {"MLM": ""} and info.pooler and info.architectures == ["BertForMaskedLM"]
     assert info.training["global_step"] == 1234 and info.lowercase is True and info.language == "zh"
+    assert info.parameters == sum(v.size for v in variables.values())
     card = (out / "README.md").read_text()
     assert "converted from a TensorFlow 1 checkpoint" in card and "randomly initialised MLM head" in card
     assert "BertForMaskedLM.from_pretrained" in card and "language: zh" in card

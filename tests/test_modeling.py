@@ -77,6 +77,7 @@ def test_a_tiny_model_overfits_one_batch():
 def test_export_loads_in_plain_transformers_and_reload_restores_the_head(tmp_path, minilm_dir):
     torch.manual_seed(0)
     config = tiny_config()
+    config.vocab_size = 30522  # the MiniLM tokenizer's
     config.pert_mlm_head = True
     model = PertForPreTraining(config).eval()
     with torch.no_grad():

@@ -58,7 +58,8 @@ def zh_data(tmp_path_factory, pd_text: Path, zh_vocab: Path) -> tuple[Path, dict
 
 
 def test_split_sentences() -> None:
-    assert split_sentences("他说：“好！”我们走吧。还有……最后", "zh") == ["他说：“好！”", "我们走吧。", "还有……", "最后"]
+    assert split_sentences("他说：“好！”我们走吧。还有……最后", "zh") == \
+        ["他说：“好！”", "我们走吧。", "还有……", "最后"]
     assert split_sentences("Mr. Smith went to Washington D.C. on Monday. He left.", "en") == \
         ["Mr. Smith went to Washington D.C. on Monday.", "He left."]
     assert split_sentences('<doc id="1" url="x" title="T">\nA b.\n</doc>', "en") == ["A b."]

@@ -103,7 +103,8 @@ def random_model(zh_tok, tmp_path_factory) -> Path:
     return save_model_folder(model, zh_tok, tmp_path_factory.mktemp("m") / "random")
 
 
-def test_restore_output_is_a_permutation_of_the_input(random_model: Path, zh_tok, tmp_path: Path, capsys) -> None:
+def test_restore_output_is_a_permutation_of_the_input(random_model: Path, zh_tok, tmp_path: Path,
+                                                      capsys) -> None:
     texts = ["我们今天去北京开会，讨论明年的工作计划。", "１９９８年，我用 iPhone 看了《人民日报》。", "",
              "很长的句子" * 20]
     results = Restorer(random_model, batch_size=3).restore(texts)

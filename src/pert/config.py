@@ -56,7 +56,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str,
         tp, seq = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_ = f"{f.metadata.get('help', '')} (default: {default})"
+        help_ = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")  # argparse formats help
         if tp is bool:
             parser.add_argument(_flag(f.name), dest=f.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel, BertPreTrainedModel
+from transformers import BertConfig, BertForMaskedLM, BertModel, BertPreTrainedModel
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead, BertPredictionHeadTransform
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ class PertForPreTraining(BertPreTrainedModel):
         self.perlm_head = PerlmHead(config)
         if getattr(config, "pert_mlm_head", False):
             self.cls = BertOnlyMLMHead(config)
-            # BERT ties the MLM decoder to the word embeddings; only a model with that head has the tie.
-            self._tied_weights_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+            # BERT's ties (decoder = word embeddings, decoder bias = head bias); only a model with that head has them
+            self._tied_weights_keys = dict(BertForMaskedLM._tied_weights_keys)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -80,6 +80,9 @@ def model_info(path: str | Path) -> ModelInfo:
         key = canonical_key(key)
         if tied and key == "cls.predictions.decoder.weight":  # the word embeddings again (.bin files)
             continue
+        if key == "cls.predictions.decoder.bias" and "cls.predictions.bias" in shapes:
+            continue  # transformers ties it to cls.predictions.bias: one parameter
+
         n = math.prod(shape)
         params += n
         dtypes[dtype] = dtypes.get(dtype, 0) + 1
@@ -182,7 +185,7 @@ def training_summary(training: dict[str, Any] | None) -> str:
         return ""
     parts = []
     labels = (("task", "task"), ("objective", "objective"), ("steps", "steps"), ("best_step", "best step"),
-              ("tokens", "tokens"), ("converted_from", "converted from"))
+              ("tokens", "tokens"), ("converted_from", "converted from"), ("global_step", "global step"))
     for key, label in labels:
         if training.get(key) is not None:
             value = training[key]

@@ -189,11 +189,11 @@ def find_checkpoint(path: str | Path) -> tuple[Path, Path]:
         state = path / "checkpoint"
         if state.is_file():
             m = re.search(r'^model_checkpoint_path:\s*"(.+)"', state.read_text("utf-8", "replace"), re.M)
-            if m:
-                prefix = Path(m.group(1))
-                prefix = prefix if prefix.is_absolute() else path / prefix
-                if Path(str(prefix) + ".index").is_file():
-                    return Path(str(prefix) + ".index"), prefix
+            if m:  # TensorFlow often records an absolute path of the machine that trained
+                named = Path(m.group(1))
+                for prefix in ((named if named.is_absolute() else path / named), path / named.name):
+                    if Path(str(prefix) + ".index").is_file():
+                        return Path(str(prefix) + ".index"), prefix
         indexes = sorted(path.glob("*.index"))
         if not indexes:
             raise FileNotFoundError(f"{path}: no TensorFlow checkpoint here (no *.index file)")

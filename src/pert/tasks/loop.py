@@ -151,6 +151,26 @@ def _fmt(metrics: dict[str, float] | None) -> str:
     return "no labels" if metrics is None else ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
 
 
+class ScalarWriter:
+    """TensorBoard scalars through tensorboard's own event writer (torch's SummaryWriter imports
+    TensorFlow when it is installed, which costs seconds per run)."""
+
+    def __init__(self, logdir: Path):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._writer = EventFileWriter(str(logdir))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
+        self._writer.add_event(Event(wall_time=time.time(), step=step, summary=summary))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -235,8 +255,6 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
 def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, device: torch.device,
                 train_features: list[dict[str, Any]], splits: dict[str, list[Any] | None],
                 eval_features: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, Any]:
-    from torch.utils.tensorboard import SummaryWriter
-
     from pert.convert.hf import save_model_folder
 
     seed_dir = out / f"seed-{seed}"
@@ -254,7 +272,7 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     eval_every = cfg.eval_steps or steps_per_epoch
-    writer = SummaryWriter(str(seed_dir / "tensorboard"))
+    writer = ScalarWriter(seed_dir / "tensorboard")
     dev_examples, dev_features = splits.get("dev"), eval_features.get("dev")
     can_select = dev_examples is not None and task.has_labels(dev_examples)
 

@@ -78,5 +78,8 @@ class PretrainData:
 
     def _loader(self, ds: Dataset, indices: range) -> DataLoader:
         workers = self.cfg.num_workers if len(indices) > 1 else 0
+        # its own generator: a DataLoader draws a seed when iterated, which must not move the global RNG
+        # that dropout uses (a resumed run would otherwise drop different units)
         return DataLoader(ds, batch_size=None, sampler=indices, num_workers=workers,
-                          prefetch_factor=4 if workers else None, persistent_workers=False)
+                          prefetch_factor=4 if workers else None, persistent_workers=False,
+                          generator=torch.Generator().manual_seed(self.cfg.seed))

@@ -123,7 +123,9 @@ def evaluate(model, data: PretrainData, accelerator: Accelerator, objective: str
 
 def pretrain(cfg: PretrainConfig) -> dict:
     """Run pre-training; returns the summary also written to OUT/summary.json."""
-    accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision))
+    # cpu=True when there is no accelerator: Accelerate only forms a multi-process CPU group (gloo) then
+    no_gpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), cpu=no_gpu)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     corpus = PreparedCorpus(cfg.data)
@@ -225,7 +227,13 @@ def pretrain(cfg: PretrainConfig) -> dict:
     last_eval = evaluate(model, data, accelerator, cfg.objective)
     elapsed = time.perf_counter() - t0
     total_tokens = accelerator.reduce(tokens.clone(), reduction="sum").item()
+    # every process must end with the same weights; a mismatch means the replicas diverged
+    checksum = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
+    checksums = accelerator.gather(checksum.reshape(1).to(accelerator.device)).tolist()
+    if len(set(checksums)) > 1:
+        log.error("the %d processes hold different weights (checksums %s)", len(checksums), checksums)
     summary = {
+        "replica_checksums": checksums,
         "steps": step, "objective": cfg.objective, "seconds": round(elapsed, 1),
         "tokens": int(total_tokens), "tokens_per_s": round(total_tokens / max(elapsed, 1e-9), 1),
         "final_train": history[-1] if history else None, "eval": last_eval,
