@@ -10,7 +10,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertModel
 
 from pert.convert.hf import load_pretraining_model, save_model_folder
-from pert.modeling import PertForPreTraining, PerlmHead, preset_config
+from pert.modeling import PerlmHead, PertForPreTraining, preset_config
 from pert.objectives import ObjectiveConfig, perlm_corrupt
 
 

@@ -136,6 +136,7 @@ def test_bad_input_is_skipped_or_cut_and_reported(tmp_path, pd_corpus, caplog):
     corpus = PreparedCorpus(tmp_path / "out")
     offsets = np.load(tmp_path / "out" / "doc_offsets.npy")
     assert offsets[4] - offsets[3] == len("最后一个句子。") + 1  # the last line survived intact, + [SEP]
+    assert corpus.tokens[offsets[4] - 1] == corpus.sep_id
     assert offsets[3] - offsets[2] - 1 <= (1 << 20) // 3  # the long line was cut to max_line_bytes
 
 
@@ -177,3 +178,16 @@ def test_config_errors_name_the_flag(tmp_path):
         PrepareConfig(out="x", vocab="v", inputs=["a"], lang="fr")
     with pytest.raises(FileNotFoundError, match="no such vocab file"):
         prepare(PrepareConfig(out=str(tmp_path / "o"), vocab=str(tmp_path / "none.txt"), inputs=["a"]))
+
+
+def test_vocab_follows_bert_conventions(pd_corpus, pd_lines):
+    _, vocab = pd_corpus
+    pieces = vocab.read_text(encoding="utf-8").splitlines()
+    assert pieces[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert len(pieces) == len(set(pieces)) <= 6000
+    cjk = [p.removeprefix("##") for p in pieces if any("\u4e00" <= ch <= "\u9fff" for ch in p)]
+    assert cjk and all(len(p) == 1 for p in cjk)  # Chinese characters are single tokens
+    tok = BertTokenizer(str(vocab))
+    assert tok.tokenize("中共中央总书记") == list("中共中央总书记")
+    unk = sum(t == "[UNK]" for line in pd_lines[:200] for t in tok.tokenize(line))
+    assert unk == 0  # every character of the training text is in the vocabulary

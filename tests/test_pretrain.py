@@ -101,3 +101,13 @@ def test_cli_help_and_config_errors(tmp_path, corpus, capsys):
     assert "--scope must be span or global" in capsys.readouterr().err
     assert main(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a prepared corpus" in capsys.readouterr().err
+
+
+def test_shipped_pretraining_configs_are_valid():
+    from pert.config import build_config
+
+    files = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.yaml"))
+    assert files
+    for f in files:
+        cfg = build_config(PretrainConfig, f, {"data": "corpus", "out": "run"})
+        assert cfg.max_seq_len <= 512

@@ -11,7 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from transformers import BertConfig
 

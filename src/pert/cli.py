@@ -37,8 +37,8 @@ def _run_vocab(args: argparse.Namespace) -> None:
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    from pert.corpus.prepare import PrepareConfig
     from pert.config import add_config_args
+    from pert.corpus.prepare import PrepareConfig
 
     p = sub.add_parser("prepare", help="tokenise raw text into memory-mapped arrays with word boundaries",
                        description="Raw text -> token ids, whole-word starts and document boundaries "

@@ -146,29 +146,36 @@ def prepare(cfg: PrepareConfig) -> dict:
     problems, stats = Problems(), {"chars": 0}
     workers = cfg.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
-    n_tokens, doc_lengths = 0, []
+    n_tokens = n_docs = 0
     init_args = (cfg.vocab, cfg.lowercase, segmenter)
     with open(tmp / "tokens.bin", "wb") as f_ids, open(tmp / "word_starts.bin", "wb") as f_ws, \
+            open(tmp / "doc_lengths.tmp", "wb") as f_len, \
             tqdm(unit=" chars", unit_scale=True, desc="prepare", mininterval=1.0) as bar:
         for ids, ws, lengths in _run(_chunks(cfg, problems, stats), workers, init_args):
             f_ids.write(ids.astype(dtype).tobytes())
             f_ws.write(ws.tobytes())
+            f_len.write(lengths[lengths > 0].tobytes())
             n_tokens += len(ids)
+            n_docs += int((lengths > 0).sum())
             empty = int((lengths == 0).sum())
             if empty:
                 problems.counts["no_tokens_skipped"] += empty
-            doc_lengths.append(lengths[lengths > 0])
             bar.update(stats["chars"] - bar.n)
-    lengths = np.concatenate(doc_lengths) if doc_lengths else np.zeros(0, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    np.save(tmp / "doc_offsets.npy", offsets)
+    # offsets on disk too: nothing in memory grows with the corpus
+    offsets = np.lib.format.open_memmap(tmp / "doc_offsets.npy", mode="w+", dtype=np.int64, shape=(n_docs + 1,))
+    offsets[0] = 0
+    if n_docs:
+        np.cumsum(np.memmap(tmp / "doc_lengths.tmp", dtype=np.int64, mode="r"), out=offsets[1:])
+    offsets.flush()
+    del offsets
+    (tmp / "doc_lengths.tmp").unlink()
     save_tokenizer(tok, tmp / "tokenizer")
     elapsed = time.perf_counter() - t0
     manifest = {
         "format_version": FORMAT_VERSION,
         "pert_version": pert.__version__,
         "lang": cfg.lang,
-        "documents": int(len(lengths)),
+        "documents": n_docs,
         "tokens": int(n_tokens),
         "characters": int(stats["chars"]),
         "dtype": np.dtype(dtype).name,

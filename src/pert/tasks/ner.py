@@ -75,7 +75,7 @@ class NerTask(Task):
     scheme: ClassVar[str] = "BIO"
     non_model_keys = ("example_index", "word_ids", "context")
 
-    doc_stride: int = 32  # pieces of overlap between windows of a long sentence
+    doc_stride: int = 32  # pieces of overlap between windows of a long sentence (at most half a window)
 
     # --- reading ---------------------------------------------------------------------------------
     def tag_names(self) -> list[str]:
@@ -108,8 +108,7 @@ class NerTask(Task):
     def encode(self, examples: Sequence[NerExample], tokenizer: PreTrainedTokenizerBase,
                max_seq_len: int) -> list[dict[str, Any]]:
         window = max_seq_len - 2
-        if self.doc_stride >= window:
-            raise ValueError(f"task {self.name}: doc_stride {self.doc_stride} must be below max_seq_len - 2 = {window}")
+        stride = min(self.doc_stride, window // 2)
         index = {t: i for i, t in enumerate(self.tag_names())}
         features: list[dict[str, Any]] = []
         for start in range(0, len(examples), 1000):  # bounded memory on large files
@@ -120,7 +119,7 @@ class NerTask(Task):
                                                 tokenizer.unk_token_id)
                 labels = None if e.tags is None else [index[e.tags[w]] if f else IGNORE_INDEX
                                                       for w, f in zip(words, first, strict=True)]
-                features.extend(windows(ids, words, first, labels, window, self.doc_stride, tokenizer,
+                features.extend(windows(ids, words, first, labels, window, stride, tokenizer,
                                         start + j))
         return features
 
