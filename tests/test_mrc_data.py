@@ -11,7 +11,7 @@ import pytest
 from pert.tasks import get_task
 from pert.tasks.mrc_data import MrcExample, read_mrc_file, resolve_start
 from pert.tasks.mrc_features import encode_examples, max_context, token_span, windows
-from pert.tasks.mrc_postprocess import postprocess
+from pert.tasks.mrc_postprocess import MrcPrediction, postprocess
 from pert.text import load_tokenizer
 
 CMRC = "zh/cmrc2018"
@@ -100,8 +100,8 @@ def test_windows_step_by_doc_stride_and_max_context() -> None:
     spans = windows(10, 4, 2)
     assert spans == [(0, 4), (2, 4), (4, 4), (6, 4)]
     best = max_context(spans, 10)
-    # token 3: window 0 gives min(3, 0) context, window 1 gives min(1, 2) -> window 1
-    assert best.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3, 3]
+    # token 2: window 0 gives min(2, 1) context, window 1 min(0, 3) -> 0; token 3: min(3, 0) vs min(1, 2) -> 1
+    assert best.tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]
     assert windows(3, 4, 2) == [(0, 3)]
     assert windows(0, 4, 2) == [(0, 0)]
 
@@ -189,19 +189,18 @@ def test_postprocess_picks_best_valid_span() -> None:
     ctx = "aa bb cc dd"
     ex = MrcExample("q", "?", ctx, [], [])
     feat = _feature(1, [(0, 2), (3, 5), (6, 8), (9, 11)])
-    L = len(feat["offsets"])
+    L = len(feat["offsets"])  # [CLS] q [SEP] aa bb cc dd [SEP]
     start, end = np.zeros(L), np.zeros(L)
-    start[[3, 5]] = [5.0, 9.0]  # bb, dd
-    end[[2, 4]] = [9.0, 6.0]  # end at [SEP] (not context) and at cc
-    end[6] = 100.0  # padding beyond the feature is ignored
-    start_pad, end_pad = np.append(start, 0.0), np.append(end, 100.0)
+    start[[4, 6]] = [5.0, 9.0]  # bb, dd
+    end[[2, 5]] = [9.0, 6.0]  # the question's [SEP] (not context) and cc
+    start_pad, end_pad = np.append(start, 0.0), np.append(end, 100.0)  # batch padding beyond the feature
     [p] = postprocess([ex], [feat], [start_pad], [end_pad], n_best=5, max_answer_len=30)
-    # dd..cc is backwards; the best is bb..cc
+    # bb..cc = 11 beats dd..dd = 9; nothing may end at [SEP] or in the padding
     assert (p.text, p.start, p.end) == ("bb cc", 3, 8)
     assert 0 < p.score <= 1 and p.nbest[0]["text"] == "bb cc"
     assert sum(d["probability"] for d in p.nbest) == pytest.approx(1.0)
     [p] = postprocess([ex], [feat], [start], [end], n_best=5, max_answer_len=1)
-    assert p.text in {"bb", "cc", "dd", "aa"} and " " not in p.text
+    assert p.text == "dd"
 
 
 def test_postprocess_max_context_and_null_threshold() -> None:
@@ -217,3 +216,35 @@ def test_postprocess_max_context_and_null_threshold() -> None:
     assert (p.text, p.start, p.end) == ("", -1, -1) and p.best_span == "bb"
     [p] = postprocess([ex], [feat], [start], [end], null_threshold=0.0)
     assert p.text == "bb"
+
+
+# --- task metrics and prediction files -------------------------------------------------------------
+
+def _pred(text: str, best_span: str, null_odds: float) -> MrcPrediction:
+    return MrcPrediction(text=text, start=0 if text else -1, end=len(text) if text else -1, score=0.5,
+                         best_span=best_span, null_odds=null_odds)
+
+
+def test_squad2_task_metrics_and_files(tmp_path: Path) -> None:
+    task = get_task("squad2")
+    examples = [MrcExample("has", "?", "Paris is big", ["Paris"], [0]),
+                MrcExample("no", "?", "Paris is big", [], [], impossible=True)]
+    # at threshold 0 both are answered; the best threshold (-1.0) keeps "has" and drops "no"
+    preds = [_pred("Paris", "Paris", -2.0), _pred("big", "big", -1.0)]
+    m = task.compute_metrics(examples, preds)
+    assert (m["em"], m["f1"], m["HasAns_exact"], m["NoAns_exact"]) == (50.0, 50.0, 100.0, 0.0)
+    assert (m["best_f1"], m["best_f1_thresh"]) == (100.0, -2.0)
+    assert task.main_metric == "best_f1"
+    task.save_predictions(examples, preds, tmp_path / "predictions_dev.jsonl")
+    assert json.loads((tmp_path / "predictions_dev.json").read_text()) == {"has": "Paris", "no": "big"}
+    assert json.loads((tmp_path / "null_odds_dev.json").read_text()) == {"has": -2.0, "no": -1.0}
+    rows = [json.loads(x) for x in (tmp_path / "predictions_dev.jsonl").read_text().splitlines()]
+    assert rows[0]["id"] == "has" and rows[0]["answer"] == "Paris"
+
+
+def test_cmrc_task_metrics() -> None:
+    task = get_task("cmrc2018")
+    examples = [MrcExample("a", "?", "北京是首都", ["北京", "北京市"], [0, -1]),
+                MrcExample("b", "?", "上海很大", ["上海"], [0])]
+    m = task.compute_metrics(examples, [_pred("北京", "北京", 0), _pred("上海很大", "上海很大", 0)])
+    assert m["em"] == 50.0 and m["f1"] == pytest.approx(100 * (1 + 2 / 3) / 2) and m["total"] == 2

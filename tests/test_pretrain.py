@@ -111,3 +111,9 @@ def test_shipped_pretraining_configs_are_valid():
     for f in files:
         cfg = build_config(PretrainConfig, f, {"data": "corpus", "out": "run"})
         assert cfg.max_seq_len <= 512
+
+
+def test_a_second_run_into_the_same_folder_needs_resume(tmp_path, corpus):
+    pretrain(small_config(corpus, tmp_path / "run", max_steps=1, warmup_steps=0, save_every=0, eval_every=0))
+    with pytest.raises(ValueError, match="pass --resume"):
+        pretrain(small_config(corpus, tmp_path / "run", max_steps=1, warmup_steps=0, save_every=0, eval_every=0))

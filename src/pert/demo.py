@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 6.0, max_steps: int 
     train_lines, held_out = lines[:-HELD_OUT_LINES], lines[-HELD_OUT_LINES:]
     corpus = out / "corpus" / "peoples_daily_199801.txt"
     corpus.parent.mkdir(exist_ok=True)
-    corpus.write_text("".join("".join(w) + "\n" for w in train_lines), encoding="utf-8")
+    text = "".join("".join(w) + "\n" for w in train_lines)
+    if not corpus.is_file() or corpus.read_text(encoding="utf-8") != text:  # unchanged: prepare stays up to date
+        corpus.write_text(text, encoding="utf-8")
     print(f"    {len(train_lines)} lines for training, {len(held_out)} held out")
 
     print("2/5 WordPiece vocabulary")
@@ -120,6 +123,7 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 6.0, max_steps: int 
                          batch_size=32, max_steps=steps, lr=1e-3, warmup_steps=max(1, steps // 20),
                          max_minutes=None if max_steps else minutes, eval_every=max(1, steps // 6),
                          save_every=max(1, steps // 3), log_every=10, eval_sequences=128, num_workers=1)
+    shutil.rmtree(cfg.out, ignore_errors=True)  # a demo run always starts afresh
     summary = pretrain(cfg)
     ev = summary["eval"]
 

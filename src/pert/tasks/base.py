@@ -33,7 +33,8 @@ line, e.g. ``text_a=sentence``), coerced from strings by ``get_task``. What a ta
     and ``{"logits": ...}``); rows of each array follow the batch's features.
 ``postprocess(examples, features, outputs) -> list``
     one prediction per example from the outputs of all features (``outputs[key]`` is the list of
-    per-feature arrays, in feature order; windows are merged here).
+    per-feature arrays, in feature order, each possibly longer than its feature by the right padding
+    of the batch it ran in; windows are merged here).
 ``compute_metrics(examples, predictions) -> dict[str, float]``
     the official metrics in percent (0-100, as papers report them); must contain ``main_metric``.
 ``has_labels(examples) -> bool``

@@ -82,15 +82,19 @@ def predict(task: Task, model: transformers.PreTrainedModel, tokenizer: Any, exa
             precision: str = "fp32", progress: str | None = None) -> list[Any]:
     """One prediction per example: ``task.infer`` on every feature, then ``task.postprocess``."""
     model.eval()
-    outputs: dict[str, list[np.ndarray]] = {}
-    starts = range(0, len(features), batch_size)
+    # batches of similar length waste less compute on padding; outputs go back to feature order
+    order = sorted(range(len(features)), key=lambda i: len(features[i].get("input_ids", ())))
+    gathered: dict[str, list[Any]] = {}
+    starts = range(0, len(order), batch_size)
     for i in tqdm(starts, desc=progress or "predict", leave=False, disable=None):
-        batch = _to(task.collate(features[i:i + batch_size], tokenizer), device)
+        batch = _to(task.collate([features[j] for j in order[i:i + batch_size]], tokenizer), device)
         with autocast(device, precision):
             out = task.infer(model, batch)
         for key, value in out.items():
-            outputs.setdefault(key, []).extend(value)  # one array per feature
-    return task.postprocess(examples, features, outputs)
+            gathered.setdefault(key, [None] * len(features))
+            for j, row in zip(order[i:i + batch_size], value, strict=True):
+                gathered[key][j] = row  # one array per feature (rows keep the batch's padding)
+    return task.postprocess(examples, features, gathered)
 
 
 def score(task: Task, model: transformers.PreTrainedModel, tokenizer: Any, examples: Sequence[Any],

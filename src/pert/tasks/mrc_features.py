@@ -20,8 +20,6 @@ from transformers import PreTrainedTokenizerBase
 
 from pert.tasks.mrc_data import MrcExample
 
-NO_OFFSET = (-1, -1)
-
 
 def check_lengths(max_seq_len: int, doc_stride: int, max_query_len: int) -> None:
     """Reject window settings that cannot hold a question and some context."""
@@ -34,17 +32,12 @@ def check_lengths(max_seq_len: int, doc_stride: int, max_query_len: int) -> None
                          f"max_query_len={max_query_len} tokens and 3 special tokens")
 
 
-def token_span(offsets: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+def token_span(offsets: Sequence[tuple[int, int]] | np.ndarray, start: int, end: int) -> tuple[int, int] | None:
     """First and last token (inclusive) covering characters ``[start, end)``, or None when none does."""
-    first = last = None
-    for i, (a, b) in enumerate(offsets):
-        if b > start and first is None:
-            first = i
-        if a < end:
-            last = i
-        else:
-            break
-    if first is None or last is None or first > last:
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    first = int(np.searchsorted(off[:, 1], start, side="right"))  # first token ending after start
+    last = int(np.searchsorted(off[:, 0], end, side="left")) - 1  # last token starting before end
+    if first >= len(off) or last < 0 or first > last:
         return None
     return first, last
 
@@ -79,8 +72,9 @@ def encode_examples(examples: Sequence[MrcExample], tokenizer: PreTrainedTokeniz
 
     Model inputs: ``input_ids``, ``token_type_ids``, ``attention_mask``, ``start_positions``,
     ``end_positions`` (token indices of the example's first resolved answer in this window, 0 = [CLS]
-    when it lies outside or the question is unanswerable). Bookkeeping: ``offsets`` (character span per
-    token, (-1, -1) outside the context) and ``max_context`` (1 where the token may start an answer).
+    when it lies outside or the question is unanswerable). Bookkeeping: ``offsets`` (int array (L, 2):
+    character span per token, -1 outside the context) and ``max_context`` (bool array: where the token
+    may start an answer).
     """
     check_lengths(max_seq_len, doc_stride, max_query_len)
     contexts = list(dict.fromkeys(e.context for e in examples))
@@ -90,11 +84,15 @@ def encode_examples(examples: Sequence[MrcExample], tokenizer: PreTrainedTokeniz
     q_ids = tokenizer([e.question for e in examples], add_special_tokens=False, return_attention_mask=False,
                       return_token_type_ids=False)["input_ids"]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    ctx_offsets: dict[int, np.ndarray] = {}
     features: list[dict[str, Any]] = []
     for ei, ex in enumerate(examples):
         question = q_ids[ei][:max_query_len]
         ci = ctx_index[ex.context]
-        c_ids, c_off = ctx_enc["input_ids"][ci], ctx_enc["offset_mapping"][ci]
+        c_ids = ctx_enc["input_ids"][ci]
+        if ci not in ctx_offsets:
+            ctx_offsets[ci] = np.asarray(ctx_enc["offset_mapping"][ci], dtype=np.int32).reshape(-1, 2)
+        c_off = ctx_offsets[ci]
         n = len(c_ids)
         spans = windows(n, max_seq_len - len(question) - 3, doc_stride)
         best = max_context(spans, n)
@@ -106,8 +104,10 @@ def encode_examples(examples: Sequence[MrcExample], tokenizer: PreTrainedTokeniz
             s_pos = e_pos = 0
             if tok is not None and start <= tok[0] and tok[1] < start + length:
                 s_pos, e_pos = tok[0] - start + lead, tok[1] - start + lead
-            offsets = [NO_OFFSET] * lead + [tuple(o) for o in c_off[start:start + length]] + [NO_OFFSET]
-            maxc = [0] * lead + (best[start:start + length] == w).astype(int).tolist() + [0]
+            offsets = np.full((len(ids), 2), -1, dtype=np.int32)
+            offsets[lead:lead + length] = c_off[start:start + length]
+            maxc = np.zeros(len(ids), dtype=bool)
+            maxc[lead:lead + length] = best[start:start + length] == w
             features.append({
                 "input_ids": ids,
                 "token_type_ids": [0] * lead + [1] * (length + 1),

@@ -73,7 +73,7 @@ def postprocess(examples: Sequence[MrcExample], features: Sequence[dict[str, Any
             s = np.asarray(start_logits[fi], dtype=np.float64)
             e = np.asarray(end_logits[fi], dtype=np.float64)
             null = min(null, float(s[0] + e[0]))
-            offsets = np.asarray(features[fi]["offsets"], dtype=np.int64).reshape(-1, 2)
+            offsets = np.asarray(features[fi]["offsets"]).reshape(-1, 2)
             maxc = np.asarray(features[fi]["max_context"])
             cands += _candidates(s, e, offsets, maxc, n_best, max_answer_len)
         cands.sort(key=lambda c: -c[0])

@@ -138,6 +138,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     model, optimizer = accelerator.prepare(model, optimizer)
 
     step = 0
+    if not cfg.resume and latest_checkpoint(out) is not None:
+        raise ValueError(f"{out} already holds checkpoints of a run; pass --resume to continue it, "
+                         "or choose another --out")
     if cfg.resume:
         ckpt = latest_checkpoint(out)
         if ckpt is None:
