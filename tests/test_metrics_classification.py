@@ -33,6 +33,7 @@ def test_degenerate_mcc_is_zero_like_sklearn() -> None:
     assert matthews_corrcoef(gold, pred) == 0.0 == sklearn_metrics.matthews_corrcoef(gold, pred)
 
 
+@pytest.mark.filterwarnings("ignore:A single label was found")
 @pytest.mark.parametrize("classes", [2, 3, 15])
 def test_random_inputs_equal_sklearn(classes: int) -> None:
     rng = np.random.default_rng(classes)

@@ -248,3 +248,19 @@ def test_cmrc_task_metrics() -> None:
                 MrcExample("b", "?", "上海很大", ["上海"], [0])]
     m = task.compute_metrics(examples, [_pred("北京", "北京", 0), _pred("上海很大", "上海很大", 0)])
     assert m["em"] == 50.0 and m["f1"] == pytest.approx(100 * (1 + 2 / 3) / 2) and m["total"] == 2
+
+
+def test_drcd_by_format_and_squad2_unanswerable_features(tmp_path: Path, shared_data: Path, en_tok) -> None:
+    drcd = {"version": "1.3", "data": [{"id": "1001", "title": "梵文", "paragraphs": [
+        {"id": "1001-1", "context": "廣義的梵語在文獻學上包括佛教混合梵語。", "qas": [
+            {"id": "1001-1-1", "question": "廣義的梵語包括什麼？",
+             "answers": [{"id": "1", "text": "佛教混合梵語", "answer_start": 12}]}]}]}]}
+    (tmp_path / "DRCD_dev.json").write_text(json.dumps(drcd, ensure_ascii=False), encoding="utf-8")
+    [e] = get_task("drcd").read(tmp_path, "dev")
+    assert (e.qid, e.context[e.starts[0]:e.starts[0] + 6]) == ("1001-1-1", "佛教混合梵語")
+    with pytest.raises(ValueError, match="use task squad2"):
+        get_task("squad1", ["dev_file=" + str(shared_data / SQUAD2)]).read(tmp_path, "dev")
+    examples = get_task("squad2").read(shared_data / "en/squad2.0-cs224n-split", "dev")[:60]
+    feats = encode_examples(examples, en_tok, 384, 128, 64)
+    assert all(f["start_positions"] == 0 for f in feats if examples[f["example_index"]].impossible)
+    assert any(f["start_positions"] > 0 for f in feats)

@@ -300,8 +300,9 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="windows per batch (default: 32)")
     p.add_argument("--max-seq-len", type=int, default=None, help="tokens per window (default: 512 for "
                    "Chinese tasks, 384 otherwise)")
-    p.add_argument("--doc-stride", type=int, default=128, help="step between windows (default: 128)")
-    p.add_argument("--max-answer-len", type=int, default=30, help="longest answer in tokens (default: 30)")
+    p.add_argument("--doc-stride", type=int, default=None, help="step between windows (default: 128)")
+    p.add_argument("--max-query-len", type=int, default=None, help="question tokens kept (default: 64)")
+    p.add_argument("--max-answer-len", type=int, default=None, help="longest answer in tokens (default: 30)")
     p.add_argument("--null-threshold", type=float, default=None,
                    help="answer '' when null score - best span score exceeds it (default: the dev threshold "
                         "of a SQuAD 2.0 model; never for other models)")
@@ -312,8 +313,8 @@ def _run_qa(args: argparse.Namespace) -> None:
     from pert.qa import QuestionAnswerer, answer_file, to_json
 
     options = {"batch_size": args.batch_size, "max_seq_len": args.max_seq_len, "doc_stride": args.doc_stride,
-               "max_answer_len": args.max_answer_len, "null_threshold": args.null_threshold,
-               "device": args.device}
+               "max_query_len": args.max_query_len, "max_answer_len": args.max_answer_len,
+               "null_threshold": args.null_threshold, "device": args.device}
     if args.input:
         if args.context or args.question:
             raise ValueError("give --input FILE or --context and --question, not both")

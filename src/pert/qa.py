@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pert.tasks.mrc_data import MrcExample, read_mrc_file
-from pert.tasks.mrc_features import encode_examples
+from pert.tasks.mrc_features import check_lengths, encode_examples
 from pert.tasks.mrc_postprocess import postprocess
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,11 @@ class QuestionAnswerer:
     """A loaded ``BertForQuestionAnswering`` folder plus its tokenizer and decoding settings."""
 
     def __init__(self, model_dir: str | Path, *, device: str = "auto", max_seq_len: int | None = None,
-                 doc_stride: int = 128, max_query_len: int = 64, max_answer_len: int = 30, n_best: int = 20,
-                 null_threshold: float | None = None, batch_size: int = 32) -> None:
+                 doc_stride: int | None = None, max_query_len: int | None = None,
+                 max_answer_len: int | None = None, n_best: int = 20, null_threshold: float | None = None,
+                 batch_size: int = 32) -> None:
+        """Unset window options come from the folder's ``pert_training.json`` when it records them, else
+        from the task's defaults (doc_stride 128, max_query_len 64, max_answer_len 30)."""
         from transformers import BertForQuestionAnswering
 
         from pert.tasks.base import load_model_with_head
@@ -62,11 +65,15 @@ class QuestionAnswerer:
             raise ValueError(f"{self.model_dir}: no trained question-answering head (qa_outputs); fine-tune "
                              "it first with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
         self.model = model.to(self.device).eval()
+        trained = info.get("task_options") or {}
         limit = int(model.config.max_position_embeddings)
-        default_len = 512 if info.get("task") in ("cmrc2018", "drcd") else 384
-        self.max_seq_len = min(max_seq_len or default_len, limit)
-        self.doc_stride, self.max_query_len = doc_stride, max_query_len
-        self.max_answer_len, self.n_best, self.batch_size = max_answer_len, n_best, batch_size
+        default_len = info.get("max_seq_len") or (512 if info.get("task") in ("cmrc2018", "drcd") else 384)
+        self.max_seq_len = min(max_seq_len or int(default_len), limit)
+        self.doc_stride = doc_stride or int(trained.get("doc_stride", 128))
+        self.max_query_len = max_query_len or int(trained.get("max_query_len", 64))
+        self.max_answer_len = max_answer_len or int(trained.get("max_answer_len", 30))
+        self.n_best, self.batch_size = n_best, batch_size
+        check_lengths(self.max_seq_len, self.doc_stride, self.max_query_len)
         if null_threshold is None and info.get("task") == "squad2":
             null_threshold = float((info.get("dev") or {}).get("best_f1_thresh", 0.0))
         self.null_threshold = null_threshold

@@ -68,7 +68,8 @@ def run_markdown(record: dict[str, Any], seed_results: Sequence[dict[str, Any]],
     return "\n".join(lines)
 
 
-def write_run_report(out_dir: str | Path, record: dict[str, Any], seed_results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def write_run_report(out_dir: str | Path, record: dict[str, Any],
+                     seed_results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Write ``results.json`` and ``results.md`` into a run folder; returns what results.json holds."""
     out_dir = Path(out_dir)
     summary = summarize(seed_results)

@@ -100,7 +100,8 @@ class Task:
                max_seq_len: int) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def collate(self, features: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
+    def collate(self, features: Sequence[dict[str, Any]],
+                tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
         return pad_features(features, tokenizer.pad_token_id, drop=self.non_model_keys)
 
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -167,8 +168,10 @@ def load_model_with_head(model_cls: type[PreTrainedModel], model_dir: str | Path
     import transformers
 
     from pert.convert.hf import load_config
+    from pert.convert.weights import check_model_folder
 
     config = load_config(model_dir)
+    check_model_folder(model_dir, config)  # unsafe pickles, truncated files, shapes that do not fit: clear errors
     relabelled = False
     if labels is not None:
         labels = [str(x) for x in labels]
@@ -195,9 +198,16 @@ def load_model_with_head(model_cls: type[PreTrainedModel], model_dir: str | Path
     head = sorted(k for k in missing if k not in encoder)
     if relabelled:
         log.warning("%s: its head was trained for labels %s; starting a new head for %s", model_dir, old, labels)
-        for name, module in model.named_children():
-            if not name.startswith(model.base_model_prefix):
-                module.apply(model._init_weights)
+        std = getattr(config, "initializer_range", 0.02)
+        with torch.no_grad():  # BERT's initialisation, done by hand: transformers skips loaded weights
+            for name, module in model.named_children():
+                if name == model.base_model_prefix:
+                    continue
+                for sub in module.modules():
+                    if isinstance(sub, torch.nn.Linear):
+                        sub.weight.normal_(0.0, std)
+                        if sub.bias is not None:
+                            sub.bias.zero_()
         head = head or ["(relabelled head)"]
     if head:
         log.info("%s: new %s head, randomly initialised (%s)", model_dir, model_cls.__name__, ", ".join(head))

@@ -112,7 +112,8 @@ class ClassificationTask(Task):
     def has_labels(self, examples: Sequence[ClassificationExample]) -> bool:
         return bool(examples) and examples[0].label is not None
 
-    def compute_metrics(self, examples: Sequence[ClassificationExample], predictions: Sequence[str]) -> dict[str, float]:
+    def compute_metrics(self, examples: Sequence[ClassificationExample],
+                        predictions: Sequence[str]) -> dict[str, float]:
         gold = [e.label for e in examples]
         fns = {"accuracy": accuracy, "mcc": matthews_corrcoef,
                "f1": lambda g, p: binary_f1(g, p, positive=self.positive_label)}

@@ -239,7 +239,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.max_train_examples and cfg.max_train_examples < len(train):
         keep = sorted(random.Random(0).sample(range(len(train)), cfg.max_train_examples))
         train = [train[i] for i in keep]
-    splits = {s: _read(task, data_dir, s, cfg.max_eval_examples) for s in ("dev", "test")}
+    # dev always (it picks the best checkpoint); test only when it is to be scored
+    splits = {s: _read(task, data_dir, s, cfg.max_eval_examples) for s in ("dev", "test")
+              if s == "dev" or s in cfg.eval_splits}
     log.info("%s: %d train examples; %s", task.name, len(train),
              ", ".join(f"{s} {'absent' if e is None else len(e)}" for s, e in splits.items()))
     train_features = task.encode(train, tokenizer, cfg.max_seq_len)

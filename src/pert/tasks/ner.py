@@ -278,7 +278,7 @@ class GenericNer(NerTask):
         sentences = read_columns(source, self.token_column, self.tag_column)
         if not self._types:
             types = set()
-            for tokens, tags, line in sentences:
+            for _tokens, tags, line in sentences:
                 for i, tag in enumerate(tags):
                     prefix, sep, kind = tag.partition("-")
                     if tag != "O" and (not sep or prefix not in self.tagging or not kind):

@@ -39,6 +39,8 @@ def _content_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 class WordOrderRestoration(Task):
     """Pointer model over input positions with the PerLM head."""
 
+    moved_weight: float = 1.0  # loss weight of positions whose token was moved (unmoved ones weigh 1)
+
     name = "wor"
     main_metric = "correction_f1"
     defaults = TaskDefaults(lr=5e-5, epochs=3.0, batch_size=32, max_seq_len=128)
@@ -92,8 +94,14 @@ class WordOrderRestoration(Task):
 
     def loss(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self._logits(model, batch)
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(),
-                               ignore_index=IGNORE_INDEX)
+        labels = batch["labels"]
+        if self.moved_weight == 1.0:
+            return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+        per_token = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                    reduction="none").view_as(labels)
+        own = torch.arange(labels.size(1), device=labels.device).expand_as(labels)
+        weight = torch.where(labels == own, 1.0, self.moved_weight) * (labels != IGNORE_INDEX)
+        return (per_token * weight).sum() / weight.sum().clamp(min=1)
 
     def infer(self, model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         logits = model.position_logits(batch["input_ids"], batch["attention_mask"])
