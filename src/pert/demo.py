@@ -14,9 +14,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from pert.corpus.prepare import PrepareConfig, prepare
 from pert.text.vocab import build_vocab
 from pert.training.config import PretrainConfig
@@ -42,7 +39,7 @@ def peoples_daily_sentences() -> list[list[str]]:
 
 
 def swap_two_words(words: list[str], rng: random.Random) -> tuple[str, str] | None:
-    """(corrupted, original) text with two adjacent multi-character-free words swapped, or None."""
+    """(corrupted, original) text with two different adjacent words (no punctuation) swapped, or None."""
     candidates = [i for i in range(len(words) - 1) if words[i] != words[i + 1]
                   and words[i].isalpha() and words[i + 1].isalpha()]
     if not candidates:
@@ -50,22 +47,6 @@ def swap_two_words(words: list[str], rng: random.Random) -> tuple[str, str] | No
     i = rng.choice(candidates)
     swapped = words[:i] + [words[i + 1], words[i]] + words[i + 2:]
     return "".join(swapped), "".join(words)
-
-
-@torch.no_grad()
-def restore_order(model, tokenizer, text: str) -> str:
-    """Reorder the tokens of ``text`` by the PerLM pointer head (one-to-one assignment over all tokens)."""
-    from scipy.optimize import linear_sum_assignment
-
-    enc = tokenizer(text, return_offsets_mapping=True, return_tensors="pt", truncation=True, max_length=128)
-    offsets = enc.pop("offset_mapping")[0].tolist()
-    model.eval()
-    logits = model.position_logits(enc["input_ids"], enc["attention_mask"])[0]
-    real = list(range(1, len(offsets) - 1))  # skip [CLS] and [SEP]
-    scores = torch.log_softmax(logits[real][:, real].float(), dim=-1).numpy()
-    rows, cols = linear_sum_assignment(-scores)
-    source = [real[c] for c in cols[np.argsort(rows)]]
-    return "".join(text[offsets[j][0]:offsets[j][1]] for j in source)
 
 
 def plot_curves(metrics_file: Path, png: Path) -> None:
@@ -132,24 +113,21 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 6.0, max_steps: int 
     print(f"    position accuracy, shuffled tokens: {ev['acc_shuffled']:.3f}   "
           f"(answer 'own position': 0.000, uniform: {1 / seq_tokens:.3f})")
     print(f"    position accuracy, kept tokens:     {ev['acc_kept']:.3f}   (answer 'own position': 1.000)")
-    from pert.convert.hf import load_pretraining_model
-    from pert.text.tokenizer import load_tokenizer
+    from pert.wor.restore import Restorer
 
-    model = load_pretraining_model(out / "run" / "final")
-    tokenizer = load_tokenizer(out / "run" / "final")
     rng = random.Random(0)
-    examples, fixed = [], 0
+    examples = []
     for words in held_out:
         pair = swap_two_words(words, rng)
         if pair and 8 <= len(pair[1]) <= 40:
             examples.append(pair)
     examples = examples[:40]
-    for corrupted, original in examples:
-        fixed += restore_order(model, tokenizer, corrupted) == original
-    print(f"    two swapped words restored exactly in {fixed} of {len(examples)} held-out sentences; examples:")
-    for corrupted, original in examples[:4]:
-        print(f"      input : {corrupted}\n      model : {restore_order(model, tokenizer, corrupted)}\n"
-              f"      truth : {original}")
+    restored = [r.text for r in Restorer(out / "run" / "final").restore([c for c, _ in examples])]
+    fixed = sum(r == original for r, (_, original) in zip(restored, examples, strict=True))
+    print(f"    two swapped words restored exactly in {fixed} of {len(examples)} held-out sentences "
+          f"(copying the input: 0); examples:")
+    for (corrupted, original), r in list(zip(examples, restored, strict=True))[:4]:
+        print(f"      input : {corrupted}\n      model : {r}\n      truth : {original}")
     png = out / "curves.png"
     plot_curves(out / "run" / "metrics.jsonl", png)
     minutes_taken = (time.perf_counter() - t_start) / 60

@@ -211,15 +211,20 @@ def corrupt(sent: Analysed, tokenizer: PreTrainedTokenizerBase, rng: random.Rand
         if [sent.tokens[k] for k in src] == sent.tokens:
             retries["same_tokens"] += 1
             continue
+        labels = [0] * ntok
+        for j, k in enumerate(src):
+            labels[k] = j
+        # Words of unequal length can land on their own token position; every word must move.
+        firsts = [sent.words[s + w][0] for s, order in spans for w in range(len(order))]
+        if any(labels[k] == k for k in firsts):
+            retries["word_kept_its_place"] += 1
+            continue
         corrupted, _ = render(sent.text, sent.tokens, sent.offsets, src)
         enc = tokenizer(corrupted, add_special_tokens=False, return_offsets_mapping=True)
         tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
         if tokens != [sent.tokens[k] for k in src]:
             retries["retokenised_differently"] += 1
             continue
-        labels = [0] * ntok
-        for j, k in enumerate(src):
-            labels[k] = j
         back, _ = render(corrupted, tokens, [tuple(o) for o in enc["offset_mapping"]], labels)
         if back != sent.text:
             retries["spacing_not_invertible"] += 1

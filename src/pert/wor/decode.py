@@ -59,11 +59,12 @@ def render(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, int]],
     Characters come from the input text by offsets (casing, [UNK] pieces and full-width forms survive;
     nothing is decoded). Tokens that stood together in the input keep the input's own characters between
     them, so the identity permutation returns ``text`` unchanged. Where reordering makes two tokens meet,
-    they are glued when the right one was glued to its left neighbour in the input (a ``##`` piece, a
-    comma, any character of Chinese text) or the left one is punctuation that was glued to its right
-    neighbour (an opening bracket); otherwise they are separated by the whitespace that preceded the
-    right token in the input (a space when it had none because it started the text and the text is
-    spaced). So Chinese never gets spaces it did not have, and English keeps one between words.
+    they are glued when the right one was glued to its left neighbour in the input by its own nature (a
+    ``##`` piece, a comma, any character of Chinese text; not a word that merely followed an opening
+    bracket) or the left one is punctuation that was glued to its right neighbour (an opening bracket);
+    otherwise they are separated by the whitespace that preceded the right token in the input, or by one
+    space when it had none and the text is spaced (most words follow a word after whitespace). So Chinese
+    never gets spaces it did not have, and English keeps one between words.
     """
     n = len(tokens)
     if len(offsets) != n or len(perm) != n:
@@ -73,9 +74,15 @@ def render(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, int]],
     if n == 0:
         return text, []
     before = [""] + [text[offsets[k - 1][1]:offsets[k][0]] for k in range(1, n)]
-    # Spaced text (English): most word starts are preceded by whitespace.
-    word_gaps = [before[k] for k in range(1, n) if not tokens[k].startswith("##")]
+    pieces = [text[a:b] for a, b in offsets]
+    punct = [_is_punct(p) for p in pieces]
+    # Spaced text (English): most words that follow a word (not punctuation) are preceded by whitespace.
+    word_gaps = [before[k] for k in range(1, n)
+                 if not tokens[k].startswith("##") and not punct[k] and not punct[k - 1]]
     spaced = sum(1 for g in word_gaps if g) * 2 > len(word_gaps)
+    # Opening punctuation: glued to its right neighbour only, e.g. "(" in " (born".
+    opening = [punct[m] and (m == 0 or before[m] != "") and m + 1 < n and before[m + 1] == ""
+               for m in range(n)]
     out = [text[:offsets[0][0]]]
     length = len(out[0])
     spans: list[tuple[int, int]] = []
@@ -86,10 +93,13 @@ def render(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, int]],
             if k == p + 1:
                 sep = before[k]
             else:
-                left_glued = tokens[k].startswith("##") or (before[k] == "" if k > 0 else not spaced)
-                right_glued = (p + 1 < n and before[p + 1] == ""
-                               and _is_punct(text[offsets[p][0]:offsets[p][1]]))
-                sep = "" if left_glued or right_glued else before[k] if k > 0 else " "
+                left_glued = tokens[k].startswith("##") or (
+                    before[k] == "" and not opening[k - 1] if k > 0 else not spaced)
+                right_glued = punct[p] and p + 1 < n and before[p + 1] == ""
+                if left_glued or right_glued:
+                    sep = ""
+                else:
+                    sep = before[k] if k > 0 and before[k] else " " if spaced else ""
             out.append(sep)
             length += len(sep)
         piece = text[offsets[k][0]:offsets[k][1]]
