@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -123,12 +124,15 @@ def evaluate(model, data: PretrainData, accelerator: Accelerator, objective: str
 
 def pretrain(cfg: PretrainConfig) -> dict:
     """Run pre-training; returns the summary also written to OUT/summary.json."""
-    # cpu=True when there is no accelerator: Accelerate only forms a multi-process CPU group (gloo) then
+    corpus = PreparedCorpus(cfg.data)  # bad input fails before any set-up
+    # cpu=True when there is no accelerator: Accelerate only forms a multi-process CPU group (gloo) then.
+    # Its state is a process-wide singleton: reset the precision part (not the process group) so that a second
+    # run in the same Python process may use another precision.
+    AcceleratorState._reset_state()
     no_gpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), cpu=no_gpu)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
-    corpus = PreparedCorpus(cfg.data)
     tokenizer = load_tokenizer(cfg.init_from if cfg.init_from else corpus.tokenizer_dir)
     data = PretrainData(corpus, cfg, accelerator.process_index, accelerator.num_processes)
     model = build_model(cfg, corpus)
