@@ -53,6 +53,7 @@ import importlib
 import json
 import logging
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ class TaskDefaults:
     max_seq_len: int = 128
 
 
-class Task:
+class Task(ABC):
     """Base class of a fine-tuning task; subclasses are dataclasses whose fields are their options."""
 
     name: ClassVar[str] = ""
@@ -90,15 +91,18 @@ class Task:
     # Feature keys that are bookkeeping, not model inputs.
     non_model_keys: ClassVar[tuple[str, ...]] = ("example_index",)
 
+    @abstractmethod
     def read(self, data_dir: Path, split: str) -> list[Any] | None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def build_model(self, model_dir: Path) -> PreTrainedModel:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def encode(self, examples: Sequence[Any], tokenizer: PreTrainedTokenizerBase,
                max_seq_len: int) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        ...
 
     def collate(self, features: Sequence[dict[str, Any]],
                 tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
@@ -111,12 +115,14 @@ class Task:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return {"logits": model(**inputs).logits.float().cpu().numpy()}
 
+    @abstractmethod
     def postprocess(self, examples: Sequence[Any], features: Sequence[dict[str, Any]],
                     outputs: dict[str, list[np.ndarray]]) -> list[Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def compute_metrics(self, examples: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
-        raise NotImplementedError
+        ...
 
     def has_labels(self, examples: Sequence[Any]) -> bool:
         return True
