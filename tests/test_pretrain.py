@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,30 @@ def test_a_second_run_into_the_same_folder_needs_resume(tmp_path, corpus):
     pretrain(small_config(corpus, tmp_path / "run", max_steps=1, warmup_steps=0, save_every=0, eval_every=0))
     with pytest.raises(ValueError, match="pass --resume"):
         pretrain(small_config(corpus, tmp_path / "run", max_steps=1, warmup_steps=0, save_every=0, eval_every=0))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_a_checkpoint_that_resume_continues(tmp_path, corpus, sig):
+    """A killed job (SIGTERM from a scheduler, Ctrl-C) loses no finished step: it checkpoints, then stops."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pert.cli", "pretrain", "--data", str(corpus), "--out", str(out),
+           "--preset", "tiny", "--max-seq-len", "32", "--batch-size", "4", "--max-steps", "100000",
+           "--save-every", "0", "--eval-every", "0", "--eval-sequences", "8", "--log-every", "1",
+           "--precision", "fp32", "--num-workers", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.stderr else ""
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == (0 if sig == signal.SIGTERM else 130), err[-3000:]
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert len(ckpts) == 1
+    step = int(ckpts[0].removeprefix("step_"))
+    assert 3 <= step < 100000
+    assert not list((out / "checkpoints").glob(".*"))  # no half-written checkpoint left behind
+    resumed = pretrain(small_config(corpus, out, resume=True, max_steps=step + 2, save_every=0, eval_every=0,
+                                    batch_size=4, warmup_steps=0))
+    assert resumed["steps"] == step + 2

@@ -7,8 +7,12 @@
     answer("runs/cmrc/seed-1/best", [("Who wrote it?", "It was written by ...")])
 
 Long contexts are cut into overlapping windows (``doc_stride``) exactly as in training, and the best
-span over all windows wins. A folder fine-tuned on SQuAD 2.0 (its ``pert_training.json`` says
-``task: squad2``) may answer "" (no answer), using the null threshold chosen on dev.
+span over all windows wins. Windows run in length-sorted batches, each padded only to its longest
+window, under ``torch.inference_mode``; ``precision="bf16"`` adds autocast (GPUs, CPUs with
+avx512_bf16/AMX). Speed against the transformers 4.x pipeline: ``benchmarks/inference.py``.
+
+A folder fine-tuned on SQuAD 2.0 (its ``pert_training.json`` says ``task: squad2``) may answer ""
+(no answer), using the null threshold chosen on dev.
 """
 
 from __future__ import annotations
@@ -41,24 +45,40 @@ class Answer:
     end: int
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 class QuestionAnswerer:
     """A loaded ``BertForQuestionAnswering`` folder plus its tokenizer and decoding settings."""
 
     def __init__(self, model_dir: str | Path, *, device: str = "auto", max_seq_len: int | None = None,
                  doc_stride: int | None = None, max_query_len: int | None = None,
                  max_answer_len: int | None = None, n_best: int = 20, null_threshold: float | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, precision: str = "fp32") -> None:
         """Unset window options come from the folder's ``pert_training.json`` when it records them, else
-        from the task's defaults (doc_stride 128, max_query_len 64, max_answer_len 30)."""
+        from the task's defaults (doc_stride 128, max_query_len 64, max_answer_len 30).
+
+        ``precision``: ``fp32`` (default, exact), ``bf16`` (autocast: faster on GPUs and on CPUs with
+        avx512_bf16 or AMX, answers may differ where two spans score almost alike) or ``fp16`` (GPUs).
+        """
         from transformers import BertForQuestionAnswering
 
+        from pert.hardware import bf16_supported
         from pert.tasks.base import load_model_with_head
         from pert.tasks.loop import resolve_device
         from pert.text import load_tokenizer
 
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_dir = Path(model_dir)
         info = _training_info(self.model_dir)
         self.device = resolve_device(device)
+        if precision == "fp16" and self.device.type == "cpu":
+            raise ValueError("precision fp16 needs a GPU; use bf16 on a CPU")
+        if precision == "bf16" and self.device.type == "cpu" and not bf16_supported():
+            log.warning("this CPU has no avx512_bf16/AMX: bf16 autocast is likely slower than fp32")
         self.tokenizer = load_tokenizer(self.model_dir)
         model = load_model_with_head(BertForQuestionAnswering, self.model_dir)
         if model.pert_new_head:
@@ -72,33 +92,46 @@ class QuestionAnswerer:
         self.doc_stride = doc_stride or int(trained.get("doc_stride", 128))
         self.max_query_len = max_query_len or int(trained.get("max_query_len", 64))
         self.max_answer_len = max_answer_len or int(trained.get("max_answer_len", 30))
-        self.n_best, self.batch_size = n_best, batch_size
+        self.n_best, self.batch_size, self.precision = n_best, batch_size, precision
         check_lengths(self.max_seq_len, self.doc_stride, self.max_query_len)
         if null_threshold is None and info.get("task") == "squad2":
             null_threshold = float((info.get("dev") or {}).get("best_f1_thresh", 0.0))
         self.null_threshold = null_threshold
 
-    @torch.no_grad()
+    def logits(self, features: Sequence[dict[str, Any]],
+               progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Start and end logits (float32, one row per feature, its own length) of every feature.
+
+        Features run in batches of similar length, each padded only to its own longest window; the
+        logits stay on the device until the last batch, then come back in one copy.
+        """
+        from pert.tasks.loop import autocast
+
+        lengths = np.array([len(f["input_ids"]) for f in features], dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        width = int(lengths.max()) if len(features) else 0
+        out = torch.zeros((2, len(features), width), dtype=torch.float32, device=self.device)
+        pad_id = self.tokenizer.pad_token_id
+        batches = range(0, len(order), self.batch_size)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            for b in tqdm(batches, desc="qa", unit="batch", disable=not progress or None):
+                idx = order[b:b + self.batch_size]
+                batch = _collate([features[i] for i in idx], int(lengths[idx].max()), pad_id)
+                res = self.model(**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+                rows = torch.from_numpy(idx).to(self.device, non_blocking=True)
+                w = batch["input_ids"].shape[1]
+                out[0, rows, :w] = res.start_logits.float()
+                out[1, rows, :w] = res.end_logits.float()
+        host = out.cpu().numpy()
+        return ([host[0, i, :n] for i, n in enumerate(lengths)], [host[1, i, :n] for i, n in enumerate(lengths)])
+
     def predict(self, examples: Sequence[MrcExample], progress: bool = False) -> list[Any]:
         """``MrcPrediction`` per example (answer, span, probability, n-best)."""
-        from pert.tasks.base import pad_features
-
+        if not examples:
+            return []
         features = encode_examples(examples, self.tokenizer, self.max_seq_len, self.doc_stride,
                                    self.max_query_len)
-        # Batches of similar length waste less padding; logits are put back in feature order.
-        order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
-        starts: list[np.ndarray] = [np.empty(0)] * len(features)
-        ends: list[np.ndarray] = [np.empty(0)] * len(features)
-        batches = range(0, len(order), self.batch_size)
-        for b in tqdm(batches, desc="qa", unit="batch", disable=not progress or None):
-            idx = order[b:b + self.batch_size]
-            batch = pad_features([features[i] for i in idx], self.tokenizer.pad_token_id,
-                                 drop=("example_index", "offsets", "max_context", "start_positions",
-                                       "end_positions"))
-            out = self.model(**{k: v.to(self.device) for k, v in batch.items()})
-            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for row, i in enumerate(idx):
-                starts[i], ends[i] = s[row], e[row]
+        starts, ends = self.logits(features, progress)
         return postprocess(examples, features, starts, ends, self.n_best, self.max_answer_len,
                            self.null_threshold)
 
@@ -110,6 +143,20 @@ class QuestionAnswerer:
                 raise ValueError(f"pair {i}: expected (question, context) strings")
             examples.append(MrcExample(str(i), question, context, [], []))
         return [Answer(p.text, p.score, p.start, p.end) for p in self.predict(examples, progress)]
+
+
+def _collate(features: Sequence[dict[str, Any]], width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Model inputs of a batch, right-padded to ``width`` (the batch's longest window)."""
+    ids = np.full((len(features), width), pad_id, dtype=np.int64)
+    types = np.zeros((len(features), width), dtype=np.int64)
+    mask = np.zeros((len(features), width), dtype=np.int64)
+    for row, f in enumerate(features):
+        n = len(f["input_ids"])
+        ids[row, :n] = f["input_ids"]
+        types[row, :n] = f["token_type_ids"]
+        mask[row, :n] = 1
+    return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
+            "attention_mask": torch.from_numpy(mask)}
 
 
 def _training_info(model_dir: Path) -> dict[str, Any]:

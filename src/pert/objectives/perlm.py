@@ -15,12 +15,14 @@ def derange_groups(group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     members. Returns ``dest``: element i moves to index dest[i] (same group, dest[i] != i)."""
     n = len(group)
     dest = np.arange(n)
-    todo = np.ones(n, dtype=bool)
-    while todo.any():
-        e = np.flatnonzero(todo)
-        dest[e] = e[np.lexsort((rng.random(len(e)), group[e]))]
-        bad = np.unique(group[e][dest[e] == e])  # groups with a fixed point draw again
-        todo = np.isin(group, bad)
+    redraw = np.zeros(int(group.max(initial=-1)) + 1, dtype=bool)
+    e = dest.copy()  # the elements whose groups draw (again)
+    while len(e):
+        g = group[e]
+        dest[e] = e[np.lexsort((rng.random(len(e)), g))]
+        redraw[:] = False
+        redraw[g[dest[e] == e]] = True  # groups with a fixed point draw again
+        e = e[redraw[g]]
     return dest
 
 

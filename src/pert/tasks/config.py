@@ -28,6 +28,8 @@ class FinetuneConfig:
     weight_decay: float = field(0.01, help="AdamW weight decay (not on biases and LayerNorm)")
     max_grad_norm: float = field(1.0, help="gradient clipping norm (0: off)")
     grad_accum: int = field(1, help="micro-batches per optimizer step")
+    group_by_length: bool = field(False, help="train on batches of similar-length examples (less padding, faster; "
+                                              "batches less mixed)")
     max_steps: int = field(0, help="stop after this many optimizer steps (0: run all epochs)")
     eval_steps: int = field(0, help="evaluate on dev every N steps (0: at the end of each epoch)")
     max_train_examples: int = field(0, help="train on a fixed random subset of this size (0: all)")

@@ -35,6 +35,8 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
+from pert.optim import adamw
+from pert.scalars import ScalarWriter
 from pert.tasks.base import Task, get_task
 from pert.tasks.config import FinetuneConfig
 
@@ -74,6 +76,30 @@ def set_seed(seed: int) -> None:
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
+    """Random batches of similar-length features, fresh each epoch: padding is paid per batch, not per set.
+
+    Shuffle, sort each window of ``window`` batches by length, cut it into batches, shuffle the batches
+    (as ``transformers``' ``group_by_length``). Every feature appears once per epoch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator, window: int = 50):
+        self.lengths, self.batch_size, self.generator, self.window = list(lengths), batch_size, generator, window
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        span = self.window * self.batch_size
+        batches = []
+        for start in range(0, len(order), span):
+            group = sorted(order[start:start + span], key=lambda i: self.lengths[i])
+            batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]
 
 
 @torch.no_grad()
@@ -153,36 +179,6 @@ def evaluate(task: Task | str, model_dir: str | Path, data_dir: str | Path, spli
 
 def _fmt(metrics: dict[str, float] | None) -> str:
     return "no labels" if metrics is None else ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
-
-
-class ScalarWriter:
-    """TensorBoard scalars through tensorboard's own event writer (torch's SummaryWriter imports
-    TensorFlow when it is installed, which costs seconds per run)."""
-
-    def __init__(self, logdir: Path):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-        self._writer = EventFileWriter(str(logdir))
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
-        self._writer.add_event(Event(wall_time=time.time(), step=step, summary=summary))
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layernorm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
 
 
 def run_record(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
@@ -268,13 +264,18 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
     set_seed(seed)
     model = task.build_model(Path(cfg.model)).to(device)
     gen = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(train_features, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                         collate_fn=lambda f: task.collate(f, tokenizer))
+    collate = lambda f: task.collate(f, tokenizer)  # noqa: E731
+    if cfg.group_by_length:
+        batches = LengthGroupedBatches([len(f["input_ids"]) for f in train_features], cfg.batch_size, gen)
+        loader = torch.utils.data.DataLoader(train_features, batch_sampler=batches, collate_fn=collate)
+    else:
+        loader = torch.utils.data.DataLoader(train_features, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                                             collate_fn=collate)
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    optimizer = _optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     eval_every = cfg.eval_steps or steps_per_epoch
@@ -321,14 +322,14 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
             optimizer.zero_grad(set_to_none=True)
             step += 1
             bar.update(1)
-            value = loss.item() * cfg.grad_accum
-            if not math.isfinite(value):
-                raise RuntimeError(f"seed {seed} step {step}: loss is {value}; lower --lr or use --precision fp32")
-            if step % cfg.log_every == 0 or step == total:
+            if step % cfg.log_every == 0 or step == total:  # reading the loss waits for the device: not every step
+                value = loss.item() * cfg.grad_accum
+                if not math.isfinite(value):
+                    raise RuntimeError(f"seed {seed} step {step}: loss is {value}; lower --lr or use --precision fp32")
                 writer.add_scalar("train/loss", value, step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 log.debug("seed %d step %d loss %.4f (%.1f s)", seed, step, value, time.time() - t0)
-            bar.set_postfix(loss=f"{value:.4f}")
+                bar.set_postfix(loss=f"{value:.4f}")
             if step % eval_every == 0 or step == total:
                 dev_eval(step)
             if step >= total:

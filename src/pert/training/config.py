@@ -34,6 +34,7 @@ class PretrainConfig(ObjectiveConfig):
     keep_last: int = field(3, help="checkpoints kept")
     log_every: int = field(20, help="log training metrics every N steps")
     num_workers: int = field(1, help="DataLoader worker processes building batches")
+    compile: bool = field(False, help="torch.compile the encoder (slow first steps; see benchmarks/README.md)")
     resume: bool = field(False, help="continue from the latest checkpoint in --out")
 
     def __post_init__(self) -> None:

@@ -32,25 +32,17 @@ from transformers import get_linear_schedule_with_warmup
 from pert.config import to_dict
 from pert.convert.hf import load_pretraining_model, save_model_folder
 from pert.corpus.dataset import PreparedCorpus
+from pert.hardware import bf16_supported
 from pert.modeling import PertForPreTraining, preset_config
 from pert.objectives.perlm import KEPT, SHUFFLED
+from pert.optim import adamw
+from pert.scalars import ScalarWriter
 from pert.text.tokenizer import load_tokenizer
 from pert.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from pert.training.config import PretrainConfig
 from pert.training.data import PretrainData
 
 log = logging.getLogger(__name__)
-
-
-def bf16_supported() -> bool:
-    """bf16 autocast pays off on CUDA with bf16 and on CPUs with native bf16 instructions."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: str) -> str:
@@ -78,16 +70,11 @@ def build_model(cfg: PretrainConfig, corpus: PreparedCorpus) -> PertForPreTraini
         raise ValueError(f"--max-seq-len {cfg.max_seq_len} exceeds the model's "
                          f"{model.config.max_position_embeddings} positions")
     model.bert.pooler.requires_grad_(False)  # kept for BertModel compatibility; PerLM does not train it
+    if cfg.compile:
+        # the encoder only: its shapes are fixed by the packing, the head's vary with the selection;
+        # Module.compile keeps parameter names, so checkpoints and exports are unchanged
+        model.bert.compile()
     return model
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith("position_bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class Meter:
@@ -109,12 +96,25 @@ class Meter:
                 "acc_kept": s[5] / max(s[4], 1), "predictions": s[2] + s[4]}
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> tuple[dict[str, torch.Tensor], int]:
+    """(batch on the device, real tokens in it); a batch without padding drops its all-ones attention mask.
+
+    Decided on the host, before the copy: the encoder then skips building a mask (and SDPA may pick its
+    fastest kernel) without a device-to-host check of the mask at every step.
+    """
+    mask = batch["attention_mask"]
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "attention_mask"}
+    if not bool(mask.all()):
+        out["attention_mask"] = mask.to(device, non_blocking=True)
+    return out, int(mask.sum())
+
+
 def evaluate(model, data: PretrainData, accelerator: Accelerator, objective: str) -> dict[str, float]:
     model.eval()
     meter = Meter(accelerator.device)
     with torch.no_grad():
         for batch in data.eval():
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            batch, _ = to_device(batch, accelerator.device)
             kinds = batch.pop("kinds")
             out = model(**batch, objective=objective)
             meter.add(out.loss, out.correct, kinds)
@@ -136,8 +136,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     tokenizer = load_tokenizer(cfg.init_from if cfg.init_from else corpus.tokenizer_dir)
     data = PretrainData(corpus, cfg, accelerator.process_index, accelerator.num_processes)
     model = build_model(cfg, corpus)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, tuple(cfg.adam_betas), cfg.adam_eps)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -157,9 +156,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2), encoding="utf-8")
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tensorboard"))
+        writer = ScalarWriter(out / "tensorboard")
         n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
         log.info("%s objective, %.1fM parameters, %d processes, precision %s, %d training sequences of %d",
                  cfg.objective, n_params / 1e6, accelerator.num_processes, accelerator.mixed_precision,
@@ -182,14 +179,14 @@ def pretrain(cfg: PretrainConfig) -> dict:
     try:
         while step < cfg.max_steps:
             for micro in range(cfg.grad_accum):
-                batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
+                batch, n_tokens = to_device(next(batches), accelerator.device)
                 kinds = batch.pop("kinds")
                 sync = micro == cfg.grad_accum - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                     result = model(**batch, objective=cfg.objective)
                     accelerator.backward(result.loss / cfg.grad_accum)
                 meter.add(result.loss, result.correct, kinds)
-                tokens += batch["attention_mask"].sum()
+                tokens += n_tokens
             if cfg.clip_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             optimizer.step()

@@ -89,8 +89,8 @@ class WorDataConfig:
               "must be 1-3 non-negative probabilities (spans of 2, 3, 4 words) summing to 1")
         check(self.min_tokens >= 2, "min_tokens", "must be >= 2")
         check(self.max_tokens >= self.min_tokens, "max_tokens", "must be >= --min-tokens")
-        check(self.dev_ratio >= 0 and self.test_ratio >= 0 and self.dev_ratio + self.test_ratio < 1,
-              "dev_ratio", "and --test-ratio must be >= 0 and leave some documents for train")
+        check(self.dev_ratio >= 0 and self.test_ratio >= 0 and self.dev_ratio + self.test_ratio <= 1,
+              "dev_ratio", "and --test-ratio must be >= 0 and add up to at most 1 (1: a held-out corpus, no train)")
         for name in ("max_train", "max_dev", "max_test"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
         check(self.doc_sep in ("line", "blank"), "doc_sep", f"must be line or blank, not {self.doc_sep!r}")

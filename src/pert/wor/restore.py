@@ -36,7 +36,9 @@ class Restorer:
     """A WOR model folder loaded once for many calls."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
-                 max_seq_len: int | None = None):
+                 max_seq_len: int | None = None, precision: str = "fp32"):
+        """``precision``: fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
+        between two orders may then fall the other way)."""
         from pert.convert.hf import load_pretraining_model
         from pert.text.tokenizer import load_tokenizer
 
@@ -50,36 +52,49 @@ class Restorer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.precision = precision
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def restore(self, texts: Sequence[str]) -> list[Restoration]:
-        """Restorations of ``texts``, in order. Tokens past ``max_seq_len - 2`` are kept where they are."""
+        """Restorations of ``texts``, in order. Tokens past ``max_seq_len - 2`` are kept where they are.
+
+        Texts run in batches of similar length (each padded only to its longest), then go back to input order.
+        """
+        from pert.tasks.loop import autocast
+
         tok = self.tokenizer
-        out: list[Restoration] = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = list(texts[start:start + self.batch_size])
-            for t in chunk:
-                if not isinstance(t, str):
-                    raise ValueError(f"restore: expected strings, got {type(t).__name__}")
-            enc = tok(chunk, add_special_tokens=False, return_offsets_mapping=True)
-            keep = self.max_seq_len - 2
-            ids = [x[:keep] for x in enc["input_ids"]]
-            if any(len(x) > keep for x in enc["input_ids"]):
-                log.warning("texts over %d tokens: only their first %d tokens are restored", keep, keep)
-            width = max(len(x) for x in ids) + 2
-            input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(ids), width), dtype=torch.long)
-            for b, x in enumerate(ids):
-                input_ids[b, :len(x) + 2] = torch.tensor([tok.cls_token_id, *x, tok.sep_token_id])
-                mask[b, :len(x) + 2] = 1
-            logits = self.model.position_logits(input_ids.to(self.device), mask.to(self.device))
-            perms = decode_batch(logits, [len(x) for x in ids])
-            for b, text in enumerate(chunk):
-                tokens = tok.convert_ids_to_tokens(enc["input_ids"][b])
-                offsets = [tuple(o) for o in enc["offset_mapping"][b]]
-                perm = [int(k) for k in perms[b]] + list(range(len(ids[b]), len(tokens)))
-                restored, spans = render(text, tokens, offsets, perm)
-                out.append(Restoration(restored, [tokens[k] for k in perm], moved_spans(perm, spans)))
+        for t in texts:
+            if not isinstance(t, str):
+                raise ValueError(f"restore: expected strings, got {type(t).__name__}")
+        texts = list(texts)
+        if not texts:
+            return []
+        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+        keep = self.max_seq_len - 2
+        if any(len(x) > keep for x in enc["input_ids"]):
+            log.warning("texts over %d tokens: only their first %d tokens are restored", keep, keep)
+        ids = [x[:keep] for x in enc["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        out: list[Restoration | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            width = max(len(ids[i]) for i in batch) + 2
+            input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for b, i in enumerate(batch):
+                input_ids[b, :len(ids[i]) + 2] = torch.tensor([tok.cls_token_id, *ids[i], tok.sep_token_id])
+                mask[b, :len(ids[i]) + 2] = 1
+            with autocast(self.device, self.precision):
+                logits = self.model.position_logits(input_ids.to(self.device), mask.to(self.device))
+            perms = decode_batch(logits, [len(ids[i]) for i in batch])
+            for b, i in enumerate(batch):
+                tokens = tok.convert_ids_to_tokens(enc["input_ids"][i])
+                offsets = [tuple(o) for o in enc["offset_mapping"][i]]
+                perm = [int(k) for k in perms[b]] + list(range(len(ids[i]), len(tokens)))
+                restored, spans = render(texts[i], tokens, offsets, perm)
+                out[i] = Restoration(restored, [tokens[k] for k in perm], moved_spans(perm, spans))
         return out
 
 
