@@ -327,7 +327,7 @@ def bench_restore(models: Path, vocab: Path, n: int, batch_size: int) -> None:
     lengths = [len(s) for s in sentences]
     print(f"\n== pert restore: {len(sentences)} People's Daily sentences (8-120 characters, mean "
           f"{sum(lengths) / len(lengths):.0f}), tiny random PERT (4 layers, hidden 256), batch size "
-          f"{batch_size}, each batch padded to its longest sentence, input order, fp32, CPU")
+          f"{batch_size}, batches of similar length, each padded to its longest sentence, fp32, CPU")
     print(f"   {seconds:.2f} s, {len(sentences) / seconds:.1f} sentences/s")
 
 

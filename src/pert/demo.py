@@ -123,10 +123,11 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 4.0, max_steps: int 
     print(f"6/6 pert finetune --task wor ({wor_steps} steps) and pert restore on held-out sentences")
     run = out / "wor_run"
     shutil.rmtree(run, ignore_errors=True)
+    precision = "bf16" if summary["precision"] == "bf16" else "fp32"
     finetune(FinetuneConfig(task="wor", model=str(out / "run" / "final"), data=str(wor), out=str(run),
                             task_args=["moved_weight=5"], lr=1e-3, batch_size=32, max_seq_len=32,
                             max_steps=wor_steps, epochs=100, eval_steps=wor_steps, eval_splits=["test"],
-                            precision="bf16" if summary["precision"] == "bf16" else "fp32"))
+                            precision=precision))
     scores = json.loads((run / "seed-1" / "metrics.json").read_text("utf-8"))["test"]
     unchanged = sum(not e.moves for e in test) / len(test)
     print(f"    {len(test)} held-out sentences ({unchanged:.0%} unchanged): "
@@ -135,10 +136,10 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 4.0, max_steps: int 
           f"(copying the input: 0.0, 0.0, {100 * unchanged:.1f}%)")
     from pert.wor.restore import Restorer
 
-    swapped = [e for e in test if len(e.moves) == 1][:40]
-    restored = Restorer(run / "seed-1" / "best").restore([e.corrupted for e in swapped])
+    swapped = [e for e in test if e.moves]
+    restored = Restorer(run / "seed-1" / "best", precision=precision).restore([e.corrupted for e in swapped])
     fixed = sum(r.text == e.original for r, e in zip(restored, swapped, strict=True))
-    print(f"    one swapped pair restored exactly in {fixed} of {len(swapped)} held-out sentences; examples:")
+    print(f"    swapped pair restored exactly in {fixed} of {len(swapped)} held-out sentences; examples:")
     for r, e in sorted(zip(restored, swapped, strict=True), key=lambda x: x[0].text != x[1].original)[:4]:
         print(f"      input : {e.corrupted}\n      model : {r.text}\n      truth : {e.original}")
     minutes_taken = (time.perf_counter() - t_start) / 60
