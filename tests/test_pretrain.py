@@ -129,14 +129,19 @@ def test_a_signal_writes_a_checkpoint_that_resume_continues(tmp_path, corpus, si
            "--preset", "tiny", "--max-seq-len", "32", "--batch-size", "4", "--max-steps", "100000",
            "--save-every", "0", "--eval-every", "0", "--eval-sequences", "8", "--log-every", "1",
            "--precision", "fp32", "--num-workers", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 300
-    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.stderr else ""
-        time.sleep(0.2)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=300)
+    # a shell that runs the tests in the background starts them with SIGINT ignored; the child gets the default back
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        metrics = out / "metrics.jsonl"
+        deadline = time.time() + 300
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.stderr else ""
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == (0 if sig == signal.SIGTERM else 130), err[-3000:]
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert len(ckpts) == 1
