@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pert.optim import adamw
 from pert.scalars import ScalarWriter
@@ -76,30 +77,6 @@ def set_seed(seed: int) -> None:
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
-
-
-class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
-    """Random batches of similar-length features, fresh each epoch: padding is paid per batch, not per set.
-
-    Shuffle, sort each window of ``window`` batches by length, cut it into batches, shuffle the batches
-    (as ``transformers``' ``group_by_length``). Every feature appears once per epoch.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator, window: int = 50):
-        self.lengths, self.batch_size, self.generator, self.window = list(lengths), batch_size, generator, window
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
-
-    def __iter__(self):
-        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
-        span = self.window * self.batch_size
-        batches = []
-        for start in range(0, len(order), span):
-            group = sorted(order[start:start + span], key=lambda i: self.lengths[i])
-            batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
-        for k in torch.randperm(len(batches), generator=self.generator).tolist():
-            yield batches[k]
 
 
 @torch.no_grad()
@@ -264,13 +241,12 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
     set_seed(seed)
     model = task.build_model(Path(cfg.model)).to(device)
     gen = torch.Generator().manual_seed(seed)
-    collate = lambda f: task.collate(f, tokenizer)  # noqa: E731
-    if cfg.group_by_length:
-        batches = LengthGroupedBatches([len(f["input_ids"]) for f in train_features], cfg.batch_size, gen)
-        loader = torch.utils.data.DataLoader(train_features, batch_sampler=batches, collate_fn=collate)
-    else:
-        loader = torch.utils.data.DataLoader(train_features, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                             collate_fn=collate)
+    # --group-by-length: transformers' own sampler (shuffled mega-batches, each sorted by length)
+    sampler = LengthGroupedSampler(cfg.batch_size, lengths=[len(f["input_ids"]) for f in train_features],
+                                   generator=gen) if cfg.group_by_length else None
+    loader = torch.utils.data.DataLoader(train_features, batch_size=cfg.batch_size, shuffle=sampler is None,
+                                         sampler=sampler, generator=gen,
+                                         collate_fn=lambda f: task.collate(f, tokenizer))
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps:
