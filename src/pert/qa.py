@@ -46,6 +46,7 @@ class Answer:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+NON_MODEL_KEYS = ("example_index", "offsets", "max_context", "start_positions", "end_positions")
 
 
 class QuestionAnswerer:
@@ -105,6 +106,7 @@ class QuestionAnswerer:
         Features run in batches of similar length, each padded only to its own longest window; the
         logits stay on the device until the last batch, then come back in one copy.
         """
+        from pert.tasks.base import pad_features
         from pert.tasks.loop import autocast
 
         lengths = np.array([len(f["input_ids"]) for f in features], dtype=np.int64)
@@ -116,7 +118,7 @@ class QuestionAnswerer:
         with torch.inference_mode(), autocast(self.device, self.precision):
             for b in tqdm(batches, desc="qa", unit="batch", disable=not progress or None):
                 idx = order[b:b + self.batch_size]
-                batch = _collate([features[i] for i in idx], int(lengths[idx].max()), pad_id)
+                batch = pad_features([features[i] for i in idx], pad_id, drop=NON_MODEL_KEYS)
                 res = self.model(**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
                 rows = torch.from_numpy(idx).to(self.device, non_blocking=True)
                 w = batch["input_ids"].shape[1]
@@ -143,20 +145,6 @@ class QuestionAnswerer:
                 raise ValueError(f"pair {i}: expected (question, context) strings")
             examples.append(MrcExample(str(i), question, context, [], []))
         return [Answer(p.text, p.score, p.start, p.end) for p in self.predict(examples, progress)]
-
-
-def _collate(features: Sequence[dict[str, Any]], width: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """Model inputs of a batch, right-padded to ``width`` (the batch's longest window)."""
-    ids = np.full((len(features), width), pad_id, dtype=np.int64)
-    types = np.zeros((len(features), width), dtype=np.int64)
-    mask = np.zeros((len(features), width), dtype=np.int64)
-    for row, f in enumerate(features):
-        n = len(f["input_ids"])
-        ids[row, :n] = f["input_ids"]
-        types[row, :n] = f["token_type_ids"]
-        mask[row, :n] = 1
-    return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
-            "attention_mask": torch.from_numpy(mask)}
 
 
 def _training_info(model_dir: Path) -> dict[str, Any]:
