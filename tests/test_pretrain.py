@@ -64,6 +64,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, corpus)
         assert (tmp_path / "full" / name).is_file(), name
     assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == ["step_00000003",
                                                                                    "step_00000006"]
+    # the realised shuffled/kept split is logged at every log step, in every evaluation and in the summary
+    rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"train", "eval"} and len([r for r in rows if r["split"] == "train"]) == 6
+    for r in rows:
+        assert r["share_shuffled"] + r["share_kept"] == pytest.approx(1.0)
+    moved = sum(r["share_shuffled"] * r["predictions"] for r in rows) / sum(r["predictions"] for r in rows)
+    assert moved == pytest.approx(0.9, abs=0.05)  # a few hundred predictions: the 90% of the spec, roughly
+    assert full["eval"]["share_kept"] > 0 and full["final_train"]["share_shuffled"] > 0
+    events = b"".join(p.read_bytes() for p in (tmp_path / "full" / "tensorboard").rglob("*") if p.is_file())
+    assert b"train/share_kept" in events and b"eval/share_shuffled" in events
 
 
 def test_mlm_objective_runs_through_the_same_pipeline(tmp_path, corpus):

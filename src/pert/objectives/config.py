@@ -15,8 +15,9 @@ class ObjectiveConfig:
     ngram_probs: list[float] = field([0.4, 0.3, 0.2, 0.1], help="probabilities of 1..n-word units")
     max_predictions: int | None = field(None, help="cap on selected tokens per sequence "
                                         "(default: 75 per 512 tokens, as HFL used)")
-    shuffle_ratio: float = field(0.9, help="PerLM: share of selected units that are shuffled (rest kept)")
-    scope: str = field("span", help="PerLM: shuffle within each unit (span) or across the sequence (global)")
+    shuffle_ratio: float = field(0.9, help="PerLM: share of selected tokens that are shuffled (rest kept)")
+    scope: str = field("global", help="PerLM: shuffle the shuffled tokens among themselves across the sequence "
+                       "(global, the paper's) or within each unit (span: one-token units cannot move)")
     mask_ratio: float = field(0.8, help="MLM: share of selected tokens replaced by [MASK]")
     random_ratio: float = field(0.1, help="MLM: share of selected tokens replaced by a random token")
 

@@ -47,10 +47,15 @@ def perlm_corrupt(ids: np.ndarray, word_start: np.ndarray, special: np.ndarray, 
     selected = unit >= 0
     flat_unit = unit.ravel()
     pos = np.flatnonzero(flat_unit >= 0)
-    uniq, uidx = np.unique(flat_unit[pos], return_inverse=True)
-    shuffle_unit = rng.random(len(uniq)) < cfg.shuffle_ratio
-    take = shuffle_unit[uidx]
-    p, g = pos[take], (uidx[take] if cfg.scope == "span" else pos[take] // L)
+    if cfg.scope == "global":
+        # the paper: a random 90% of the selected tokens are shuffled among themselves across the sequence
+        take = rng.random(len(pos)) < cfg.shuffle_ratio
+        p, g = pos[take], pos[take] // L
+    else:
+        # span: 90% of the units are shuffled, each within itself
+        uniq, uidx = np.unique(flat_unit[pos], return_inverse=True)
+        take = (rng.random(len(uniq)) < cfg.shuffle_ratio)[uidx]
+        p, g = pos[take], uidx[take]
     # A group of one token cannot move: it counts as kept.
     counts = np.bincount(g) if len(g) else np.zeros(0, np.int64)
     movable = counts[g] >= 2

@@ -5,7 +5,8 @@ n whole words as a unit unless it overlaps an earlier unit, until 15% of the rea
 The vectorised equivalent used here: tile each sequence's words into consecutive units whose lengths are
 drawn i.i.d. from the N-gram distribution (so units never overlap and have exactly that length
 distribution, cut only at special tokens), then take whole units in random order while they fit the
-budget. Units never cross a special token and never split a word.
+budget. Units never cross a special token and never split a word; a word fragment cut by the sequence
+boundary counts as a word.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def select_units(word_start: np.ndarray, special: np.ndarray, rng: np.random.Gen
     """
     B, L = word_start.shape
     real = ~special
-    ws = word_start & real
+    # a real token right after a special one starts a word: a word cut by the sequence boundary (a fragment
+    # without its first piece) is a word of its own, so no unit exceeds the largest N-gram's words
+    ws = (word_start | _row_shift(special, True)) & real
     word_idx = np.cumsum(ws, axis=1) - 1
     W = max(int(ws.sum(1).max(initial=0)), 1)
 

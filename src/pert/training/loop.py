@@ -92,8 +92,11 @@ class Meter:
     def read(self, accelerator: Accelerator) -> dict[str, float]:
         s = accelerator.reduce(self.sums.clone(), reduction="sum").tolist()
         self.sums.zero_()
+        n = max(s[2] + s[4], 1)
+        # share_*: the realised split of the selected tokens (PerLM: moved / stayed; MLM: replaced / kept)
         return {"loss": s[0] / max(s[1], 1), "acc_shuffled": s[3] / max(s[2], 1),
-                "acc_kept": s[5] / max(s[4], 1), "predictions": s[2] + s[4]}
+                "acc_kept": s[5] / max(s[4], 1), "share_shuffled": s[2] / n, "share_kept": s[4] / n,
+                "predictions": s[2] + s[4]}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> tuple[dict[str, torch.Tensor], int]:
