@@ -1,7 +1,9 @@
 """The ``pert`` command: one thin function per verb, no logic of its own.
 
 Each verb has ``_add_<verb>(sub)`` declaring its flags and ``_run_<verb>(args)`` calling the library.
-Imports happen inside the run functions so that ``pert --help`` stays fast.
+Building the parser imports nothing heavy: config dataclasses live in modules that import neither torch nor
+transformers (pert.*.config), and everything else is imported inside the run functions, so ``pert --help``,
+``pert VERB --help`` and a mistyped flag answer at once (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import logging
 import sys
 
+import pert
 from pert.config import ConfigError
 
 
@@ -38,7 +41,7 @@ def _run_vocab(args: argparse.Namespace) -> None:
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     from pert.config import add_config_args
-    from pert.corpus.prepare import PrepareConfig
+    from pert.corpus.config import PrepareConfig
 
     p = sub.add_parser("prepare", help="tokenise raw text into memory-mapped arrays with word boundaries",
                        description="Raw text -> token ids, whole-word starts and document boundaries "
@@ -180,7 +183,7 @@ def _run_report(args: argparse.Namespace) -> None:
 
 def _add_wor_data(sub: argparse._SubParsersAction) -> None:
     from pert.config import add_config_args
-    from pert.wor.data import WorDataConfig
+    from pert.wor.config import WorDataConfig
 
     p = sub.add_parser("wor-data", help="make word-order restoration data (train/dev/test JSONL)",
                        description="Split raw text into sentences and corrupt some by moving whole words "
@@ -245,7 +248,7 @@ def _run_restore(args: argparse.Namespace) -> None:
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     from pert.config import add_config_args
-    from pert.convert.tf1 import ConvertConfig
+    from pert.convert.config import ConvertConfig
 
     p = sub.add_parser("convert", help="convert a TF1 BERT/PERT checkpoint into a Hugging Face folder",
                        description="TF1 checkpoint (Google BERT variable names; HFL's pert_model.ckpt/.index "
@@ -344,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pert", description="PERT: pre-train, convert, fine-tune and "
                                      "evaluate BERT models with the Permuted Language Model objective.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-V", "--version", action="version", version=f"pert {pert.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     module = sys.modules[__name__]
     for verb in VERBS:

@@ -23,13 +23,16 @@ class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message names the field."""
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
-    """A dataclass field with a help line (mutable defaults go through ``default_factory``)."""
+def field(default: Any = dataclasses.MISSING, help: str = "", choices: tuple[str, ...] | None = None,
+          required: bool = False, **kw: Any) -> Any:
+    """A dataclass field with a help line, optional choices (listed by ``--help``, checked by argparse) and
+    ``required`` (shown as required; the config's ``__post_init__`` still checks it, as YAML may give it)."""
+    meta = {"help": help, "choices": choices, "required": required}
     if isinstance(default, list | dict | tuple):
         value = default
         kw["default_factory"] = lambda: type(value)(value)
-        return dataclasses.field(metadata={"help": help}, **kw)
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+        return dataclasses.field(metadata=meta, **kw)
+    return dataclasses.field(default=default, metadata=meta, **kw)
 
 
 def _flag(name: str) -> str:
@@ -47,22 +50,33 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _help(f: dataclasses.Field, default: Any) -> str:
+    """The field's help plus its default, unless the help already says it or there is nothing to say."""
+    text = f.metadata.get("help", "")
+    if not f.metadata.get("required") and "default" not in text and default not in (None, False, [], ""):
+        shown = " ".join(map(str, default)) if isinstance(default, list) else "on" if default is True else default
+        text += f" (default: {shown})"
+    return text.replace("%", "%%")  # argparse formats help
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per dataclass field; flags default to None so that YAML values survive."""
+    """Add one flag per dataclass field; flags default to None so that YAML values survive. Required fields
+    are listed in their own group."""
     hints = typing.get_type_hints(cls)
+    required = parser.add_argument_group("required (on the command line or in --config)")
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         tp, seq = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_ = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")  # argparse formats help
+        group = required if f.metadata.get("required") else parser
         if tp is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, default=None,
-                                action=argparse.BooleanOptionalAction, help=help_)
+            group.add_argument(_flag(f.name), dest=f.name, default=None,
+                               action=argparse.BooleanOptionalAction, help=_help(f, default))
         else:
-            parser.add_argument(_flag(f.name), dest=f.name, default=None, type=tp,
-                                nargs="+" if seq else None, help=help_)
+            group.add_argument(_flag(f.name), dest=f.name, default=None, type=tp, choices=f.metadata.get("choices"),
+                               nargs="+" if seq else None, help=_help(f, default))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -16,15 +16,10 @@ from torch import nn
 from transformers import BertConfig, BertForMaskedLM, BertModel, BertPreTrainedModel
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead, BertPredictionHeadTransform
 
+from pert.presets import PRESETS
+
 log = logging.getLogger(__name__)
 
-# (layers, hidden, heads); intermediate is 4 x hidden as in BERT.
-PRESETS: dict[str, tuple[int, int, int]] = {
-    "tiny": (4, 256, 4),
-    "small": (6, 512, 8),
-    "base": (12, 768, 12),
-    "large": (24, 1024, 16),
-}
 IGNORE = -100
 
 

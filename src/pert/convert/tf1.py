@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from transformers import BertConfig
 
-from pert.config import check
-from pert.config import field as cfg_field
+from pert.convert.config import ConvertConfig
 from pert.convert.hf import save_model_folder
 from pert.convert.tf_bundle import TFCheckpoint
 from pert.convert.weights import vocab_size_of
@@ -46,22 +45,6 @@ _FIXED = {
     "cls/predictions/output_bias": "cls.predictions.bias",
 }
 _LEAF = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
-
-
-@dataclass
-class ConvertConfig:
-    """Options of ``pert convert tf1``."""
-
-    source: str = cfg_field(None, help="TF1 checkpoint: its folder, its prefix, or one of its files")
-    out: str = cfg_field(None, help="folder to write (new, or a model folder to replace)")
-    model_config: str | None = cfg_field(None, help="pert_config.json / bert_config.json; unset: the one "
-                                                    "beside the checkpoint")
-    vocab: str | None = cfg_field(None, help="vocab.txt; unset: the one beside the checkpoint")
-    lowercase: bool | None = cfg_field(None, help="lower-case input; unset: inferred from the vocabulary")
-
-    def __post_init__(self) -> None:
-        check(bool(self.source), "source", "is required: the TF1 checkpoint folder or prefix")
-        check(bool(self.out), "out", "is required: the folder to write")
 
 
 @dataclass

@@ -1,8 +1,19 @@
-"""Downstream fine-tuning tasks sharing one loop; see ``pert.tasks.base`` for the Task interface."""
+"""Downstream fine-tuning tasks sharing one loop; see ``pert.tasks.base`` for the Task interface.
 
-from pert.tasks.base import Task, TaskDefaults, get_task, pad_features, register_task, task_names
-from pert.tasks.config import EvaluateConfig, FinetuneConfig
-from pert.tasks.loop import evaluate, finetune, predict, score
+The names below are imported on first use, so that ``pert.tasks.config`` (which the CLI reads to build its
+parser) can be imported without torch.
+"""
 
-__all__ = ["EvaluateConfig", "FinetuneConfig", "Task", "TaskDefaults", "evaluate", "finetune", "get_task",
-           "pad_features", "predict", "register_task", "score", "task_names"]
+import importlib
+from typing import Any
+
+_WHERE = {"Task": "base", "TaskDefaults": "base", "get_task": "base", "pad_features": "base",
+          "register_task": "base", "task_names": "base", "EvaluateConfig": "config", "FinetuneConfig": "config",
+          "evaluate": "loop", "finetune": "loop", "predict": "loop", "score": "loop"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 
 # Modules whose import registers tasks; a module that does not exist (yet) is skipped.
 BUILTIN_MODULES = ("pert.tasks.classification", "pert.tasks.ner", "pert.tasks.mrc", "pert.tasks.wor")
-SPLITS = ("train", "dev", "test")
 IGNORE_INDEX = -100
 
 

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pert.config import check, field
-from pert.tasks.base import SPLITS, TaskDefaults
+
+if TYPE_CHECKING:
+    from pert.tasks.base import TaskDefaults
+
+SPLITS = ("train", "dev", "test")
 
 
 @dataclass
 class FinetuneConfig:
     """Fine-tune one task on one model folder for one or more seeds."""
 
-    task: str = field(None, help="task name (`pert finetune --list-tasks` lists them)")
-    model: str = field(None, help="BERT/PERT Hugging Face folder to start from")
-    data: str = field(None, help="folder holding the task's files (train/dev/test)")
-    out: str = field(None, help="run folder to write (per-seed checkpoints, metrics, report)")
+    task: str = field(None, required=True, help="task name (`pert finetune --list-tasks` lists them)")
+    model: str = field(None, required=True, help="BERT/PERT Hugging Face folder to start from")
+    data: str = field(None, required=True, help="folder holding the task's files (train/dev/test)")
+    out: str = field(None, required=True, help="run folder to write (per-seed checkpoints, metrics, report)")
     model_name: str | None = field(None, help="model name in reports (default: the model folder's name)")
     seeds: list[int] = field([1], help="one run per seed; the report gives max (avg) over them")
     task_args: list[str] = field([], help="task options as KEY=VALUE (e.g. text_a=sentence label=label)")
@@ -77,9 +82,9 @@ class FinetuneConfig:
 class EvaluateConfig:
     """Score a (fine-tuned) model folder on a task's labelled splits."""
 
-    task: str = field(None, help="task name")
-    model: str = field(None, help="fine-tuned Hugging Face folder")
-    data: str = field(None, help="folder holding the task's files")
+    task: str = field(None, required=True, help="task name")
+    model: str = field(None, required=True, help="fine-tuned Hugging Face folder")
+    data: str = field(None, required=True, help="folder holding the task's files")
     splits: list[str] = field(["dev"], help="splits to score (train, dev, test)")
     task_args: list[str] = field([], help="task options as KEY=VALUE")
     batch_size: int = field(64, help="evaluation batch size")

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pert.config import check, field
-from pert.modeling import PRESETS
 from pert.objectives.config import ObjectiveConfig
+from pert.presets import PRESETS
 
 
 @dataclass
 class PretrainConfig(ObjectiveConfig):
-    data: str = field(None, help="prepared corpus folder (from `pert prepare`)")
-    out: str = field(None, help="output folder: checkpoints/, final/, metrics, TensorBoard logs")
-    preset: str = field("base", help=f"model shape when not initialised from a folder: {', '.join(PRESETS)}")
+    data: str = field(None, required=True, help="prepared corpus folder (from `pert prepare`)")
+    out: str = field(None, required=True, help="output folder: checkpoints/, final/, metrics, TensorBoard logs")
+    preset: str = field("base", choices=tuple(PRESETS), help="model shape when not initialised from a folder")
     init_from: str | None = field(None, help="BERT/PERT Hugging Face folder to continue from")
     max_seq_len: int = field(512, help="tokens per packed sequence, [CLS] and [SEP] included")
     batch_size: int = field(32, help="sequences per micro-batch, per process")

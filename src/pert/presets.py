@@ -1,0 +1,9 @@
+"""Model shapes by name (no torch here: the CLI lists them in its help)."""
+
+# (layers, hidden, heads); intermediate is 4 x hidden as in BERT.
+PRESETS: dict[str, tuple[int, int, int]] = {
+    "tiny": (4, 256, 4),
+    "small": (6, 512, 8),
+    "base": (12, 768, 12),
+    "large": (24, 1024, 16),
+}
