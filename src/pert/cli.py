@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     run = getattr(sys.modules[__name__], f"_run_{args.command.replace('-', '_')}")
     try:
         run(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:  # OSError: unreadable file, full disk, output in use
         print(f"pert {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pert.convert.hf import TRAINING_INFO, load_config
-from pert.convert.weights import canonical_key, tensor_shapes, vocab_size_of, weight_files
+from pert.convert.weights import canonical_key, config_mismatches, tensor_shapes, vocab_size_of, weight_files
 from pert.text.tokenizer import vocab_is_uncased
 
 # Weight-name prefixes of the heads pert and transformers put on top of BERT.
@@ -48,6 +48,7 @@ class ModelInfo:
     weight_files: list[str]
     training: dict[str, Any] | None = None
     extra_keys: list[str] = field(default_factory=list)  # weights of no known part
+    mismatches: list[str] = field(default_factory=list)  # where config.json disagrees with the weights
 
 
 def _guess_language(vocab: Path) -> str | None:
@@ -131,7 +132,8 @@ def model_info(path: str | Path) -> ModelInfo:
         language=_guess_language(vocab) if vocab.is_file() else None, parameters=params,
         encoder_parameters=encoder, heads=heads,
         pooler=any(canonical_key(k).startswith("bert.pooler.") for k in shapes),
-        dtypes=dtypes, weight_files=[f.name for f in weight_files(path)], training=training, extra_keys=extra)
+        dtypes=dtypes, weight_files=[f.name for f in weight_files(path)], training=training, extra_keys=extra,
+        mismatches=config_mismatches(config, shapes))
 
 
 def human(n: float) -> str:
@@ -176,6 +178,7 @@ def format_info(info: ModelInfo) -> str:
     if info.extra_keys:
         more = " ..." if len(info.extra_keys) > 5 else ""
         rows.append(("other weights", ", ".join(info.extra_keys[:5]) + more))
+    rows += [("MISMATCH", f"{m}; the folder will not load") for m in info.mismatches]
     return "\n".join(f"{k:<13} {v}" for k, v in rows)
 
 

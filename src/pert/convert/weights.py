@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -127,23 +128,109 @@ def vocab_size_of(vocab: Path) -> int:
         return sum(1 for _ in f)
 
 
+def estimated_parameters(config: BertConfig) -> int:
+    """Parameters of the model config.json describes (BERT with its pooler, PerLM and MLM heads), counted
+    from its sizes without building anything."""
+    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size
+    p, t, n = config.max_position_embeddings, config.type_vocab_size, config.num_hidden_layers
+    embeddings = (v + p + t) * h + 2 * h
+    layer = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h  # attention, feed-forward, two LayerNorms
+    transform = h * h + 3 * h  # dense + LayerNorm of each head
+    return embeddings + n * layer + (h * h + h) + (transform + p) + (transform + v)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still use: the system's available memory, capped by the cgroup's
+    limit (containers); None where neither is known."""
+    found = []
+    try:
+        found += [int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text("ascii").splitlines()
+                  if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = (cgroup / "memory.max").read_text("ascii").strip()
+        if limit != "max":
+            found.append(int(limit) - int((cgroup / "memory.current").read_text("ascii")))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+_LAYER = re.compile(r"bert\.encoder\.layer\.(\d+)\.")
+
+
+def config_mismatches(config: BertConfig, shapes: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+    """How config.json disagrees with the tensors (``tensor_shapes``), or []. The layer count, the word
+    embeddings and the attention heads are checked first, from the sizes alone; only when they agree is the
+    model built (on the meta device: no memory) to compare every tensor's shape."""
+    problems = []
+    layers = {int(m.group(1)) for key in shapes if (m := _LAYER.match(canonical_key(key)))}
+    if layers != set(range(config.num_hidden_layers)):
+        problems.append(f"the weights hold encoder layers {_ranges(layers)} but config.json has "
+                        f"num_hidden_layers={config.num_hidden_layers}")
+    word = next((shape for key, (shape, _) in shapes.items()
+                 if canonical_key(key) == "bert.embeddings.word_embeddings.weight"), None)
+    if word is None:
+        problems.append(f"no word embeddings (embeddings.word_embeddings.weight) for config.json's "
+                        f"vocab_size={config.vocab_size}, hidden_size={config.hidden_size}")
+    elif word != (config.vocab_size, config.hidden_size):
+        problems.append(f"tensor embeddings.word_embeddings.weight has shape {list(word)} but config.json has "
+                        f"vocab_size={config.vocab_size}, hidden_size={config.hidden_size}")
+    heads = config.num_attention_heads
+    if heads < 1 or config.hidden_size % heads:
+        problems.append(f"config.json's hidden_size={config.hidden_size} is not a multiple of "
+                        f"num_attention_heads={heads}")
+    if problems:
+        return problems
+    expected = expected_shapes(config)
+    for key, (shape, _) in shapes.items():
+        want = expected.get(canonical_key(key))
+        if want is not None and shape != want:
+            problems.append(f"tensor {key} has shape {list(shape)} but config.json (vocab_size="
+                            f"{config.vocab_size}, hidden_size={config.hidden_size}, intermediate_size="
+                            f"{config.intermediate_size}, max_position_embeddings="
+                            f"{config.max_position_embeddings}) implies {list(want)}")
+    return problems
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def _ranges(values: set[int]) -> str:
+    """{0, 1, 2, 5} -> '0-2, 5'; an empty set -> 'none'."""
+    out, run = [], []
+    for v in sorted(values):
+        if run and v != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(v)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out) or "none"
+
+
 def check_model_folder(path: str | Path, config: BertConfig) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Refuse a folder whose weights are unreadable, unsafe, or do not fit its config.json and vocab.txt.
+    """Refuse a folder whose weights are unreadable, unsafe, or do not fit its config.json and vocab.txt, or
+    whose model would not fit in memory. Every verb that loads a model folder passes here first.
 
     Returns the tensor shapes it read. Heads of fine-tuned models (``classifier``, ``qa_outputs``) are
     not checked: their sizes depend on the task, not on the config.
     """
     path = Path(path)
     shapes = tensor_shapes(path)
-    expected = expected_shapes(config)
     files = ", ".join(f.name for f in weight_files(path))
-    for key, (shape, _) in shapes.items():
-        want = expected.get(canonical_key(key))
-        if want is not None and shape != want:
-            raise ValueError(f"{path / files}: tensor {key} has shape {list(shape)} but config.json "
-                             f"(vocab_size={config.vocab_size}, hidden_size={config.hidden_size}, "
-                             f"intermediate_size={config.intermediate_size}, max_position_embeddings="
-                             f"{config.max_position_embeddings}) implies {list(want)}")
+    problems = config_mismatches(config, shapes)
+    if problems:
+        raise ValueError(f"{path / files}: {problems[0]}"
+                         + (f" (and {len(problems) - 1} more mismatches)" if len(problems) > 1 else ""))
+    need, free = 4 * estimated_parameters(config), available_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{path / 'config.json'}: the model it describes has about {need / 4e6:,.0f}M "
+                         f"parameters, {_bytes(need)} as float32, more than the {_bytes(free)} of memory "
+                         "available")
     vocab = path / "vocab.txt"
     if vocab.is_file():
         n = vocab_size_of(vocab)

@@ -37,6 +37,15 @@ class PreparedCorpus:
             raise ValueError(f"{manifest}: format_version {self.manifest.get('format_version')} is not "
                              f"{FORMAT_VERSION}; prepare the corpus again with this version of pert")
         n = self.manifest["tokens"]
+        if not n:
+            raise ValueError(f"{self.path}: the prepared corpus holds no tokens; prepare it again from text "
+                             "with documents in it")
+        for name, dtype in (("tokens.bin", self.manifest["dtype"]), ("word_starts.bin", np.uint8)):
+            file = self.path / name
+            size = file.stat().st_size if file.is_file() else None
+            if size != n * np.dtype(dtype).itemsize:
+                raise ValueError(f"{file}: {'missing' if size is None else f'{size} bytes'} where manifest.json "
+                                 f"implies {n * np.dtype(dtype).itemsize} ({n} tokens); prepare the corpus again")
         self.tokens = np.memmap(self.path / "tokens.bin", dtype=self.manifest["dtype"], mode="r", shape=(n,))
         self.word_starts = np.memmap(self.path / "word_starts.bin", dtype=np.uint8, mode="r", shape=(n,))
         ids = self.manifest["special_ids"]

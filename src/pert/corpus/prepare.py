@@ -13,8 +13,13 @@ Documents are tokenised in chunks by a pool of processes with a bounded number o
 memory stays flat however large the corpus. A chunk is handled with array operations, not a loop per token;
 for Chinese, characters that BERT's tokenizer always makes tokens of their own (ideographs, punctuation) are
 looked up in a table and only the runs between them go through ``tokenizers``: the same tokens, several times
-faster. The output is written to a temporary folder and renamed into
-place; a re-run with unchanged inputs and options finds the manifest's fingerprint equal and does nothing.
+faster. A process that cannot start, a segmenter that fails on a document and a process that dies all stop
+the run at once with one line naming the cause (and file:line).
+
+The output is written to a temporary folder and renamed into place; the temporary folder is removed on any
+failure, and an input without a single document is refused rather than written. A re-run with unchanged
+inputs and options finds the manifest's fingerprint equal and does nothing. ``OUT.lock`` beside the folder
+keeps a second run from writing into it at the same time.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ import string
 import time
 import unicodedata
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,8 +50,11 @@ import pert
 from pert.config import to_dict
 from pert.corpus.config import PrepareConfig
 from pert.corpus.read import Problems, iter_documents, list_files
+from pert.lock import locks_output
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from pert.text.segment import Segmenter
 
 log = logging.getLogger(__name__)
@@ -56,15 +67,29 @@ _STATE: dict = {}
 
 
 def _init_worker(tokenizer: str, sep: int, segmenter: str | None, dtype: str) -> None:
-    backend = Tokenizer.from_str(tokenizer)
-    pieces = backend.get_vocab(with_added_tokens=True)
-    continuation = np.zeros(max(pieces.values()) + 1, dtype=bool)
-    continuation[[i for t, i in pieces.items() if t.startswith("##")]] = True
-    if segmenter:
-        from pert.text.segment import get_segmenter
-    _STATE.update(backend=backend, sep=sep, dtype=np.dtype(dtype), continuation=continuation,
-                  segmenter=get_segmenter(segmenter) if segmenter else None,
-                  alone=_alone_table(backend) if segmenter else None)
+    """Set up a tokenising process. A failure is kept and raised by the first ``_encode`` (so it reaches the
+    parent as one exception) instead of killing the process, which a pool would restart or report without its
+    cause."""
+    try:
+        backend = Tokenizer.from_str(tokenizer)
+        pieces = backend.get_vocab(with_added_tokens=True)
+        continuation = np.zeros(max(pieces.values()) + 1, dtype=bool)
+        continuation[[i for t, i in pieces.items() if t.startswith("##")]] = True
+        if segmenter:
+            from pert.text.segment import get_segmenter
+        _STATE.update(backend=backend, sep=sep, dtype=np.dtype(dtype), continuation=continuation,
+                      segmenter=get_segmenter(segmenter) if segmenter else None,
+                      alone=_alone_table(backend) if segmenter else None, error=None)
+    except Exception as e:  # noqa: BLE001 - any failure, reported by _encode
+        _STATE["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)
+
+
+class DocumentError(Exception):
+    """Raised in a tokenising process: document ``index`` of the chunk made the segmenter fail."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(index, message)
+        self.index, self.message = index, message
 
 
 def _alone_table(backend: Tokenizer) -> np.ndarray | None:
@@ -110,6 +135,8 @@ def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     another segmenter word than the previous token's (``word_starts`` of ``pert.text.tokenizer``, chunk-wide).
     English needs no offsets, so it uses the tokenizer's faster encoding without them.
     """
+    if _STATE.get("error"):
+        raise ValueError(f"a tokenising process could not start: {_STATE['error']}")
     segmenter, sep = _STATE["segmenter"], _STATE["sep"]
     if segmenter is None:
         ids, sizes, _ = _tokenize(texts, offsets=False)
@@ -185,7 +212,7 @@ def _new_words(texts: list[str], first_char: np.ndarray, sizes: np.ndarray, segm
         base[k] = pos
         if not sizes[k]:
             continue
-        words = list(map(len, segmenter(text)))
+        words = _word_lengths(segmenter, text, k)
         span = max(len(text), sum(words))
         words.append(span - sum(words))  # pads the text to its span
         lens += words
@@ -200,16 +227,31 @@ def _new_words(texts: list[str], first_char: np.ndarray, sizes: np.ndarray, segm
     return new
 
 
-def _chunks(cfg: PrepareConfig, problems: Problems, stats: dict) -> Iterator[list[str]]:
+def _word_lengths(segmenter: Segmenter, text: str, index: int) -> list[int]:
+    """Lengths of the segmenter's words of ``text``; a segmenter that fails or returns no list of strings
+    raises ``DocumentError`` for document ``index`` of the chunk."""
+    try:
+        words = segmenter(text)
+        if words is None or isinstance(words, str):
+            raise TypeError(f"returned {type(words).__name__}, not a list of words")
+        return list(map(len, words))
+    except Exception as e:  # noqa: BLE001 - a user's segmenter may raise anything
+        raise DocumentError(index, f"{type(e).__name__}: {e}") from None
+
+
+def _chunks(cfg: PrepareConfig, problems: Problems, stats: dict) -> Iterator[tuple[list[str], list[str]]]:
+    """(texts, sources) of ``cfg.chunk_docs`` documents at a time."""
     chunk: list[str] = []
+    sources: list[str] = []
     for doc in iter_documents(cfg.inputs, cfg.text_field, cfg.doc_sep, cfg.max_line_bytes, problems):
         chunk.append(doc.text)
+        sources.append(doc.source)
         stats["chars"] += len(doc.text)
         if len(chunk) == cfg.chunk_docs:
-            yield chunk
-            chunk = []
+            yield chunk, sources
+            chunk, sources = [], []
     if chunk:
-        yield chunk
+        yield chunk, sources
 
 
 def fingerprint(cfg: PrepareConfig, vocab_sha: str) -> str:
@@ -224,12 +266,13 @@ def fingerprint(cfg: PrepareConfig, vocab_sha: str) -> str:
     return h.hexdigest()
 
 
+@locks_output
 def prepare(cfg: PrepareConfig) -> dict:
     """Tokenise the corpus into ``cfg.out``; returns the manifest."""
     from pert.text.segment import get_segmenter
-    from pert.text.tokenizer import load_tokenizer, save_tokenizer
+    from pert.text.tokenizer import load_tokenizer
 
-    tok = load_tokenizer(cfg.vocab, cfg.lowercase)
+    tok = load_tokenizer(cfg.vocab, cfg.lowercase)  # checks the vocabulary file itself
     vocab_file = Path(cfg.vocab) / "vocab.txt" if Path(cfg.vocab).is_dir() else Path(cfg.vocab)
     vocab_sha = hashlib.sha256(vocab_file.read_bytes()).hexdigest()
     segmenter = cfg.segmenter if cfg.lang == "zh" else None
@@ -247,8 +290,34 @@ def prepare(cfg: PrepareConfig) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+        manifest = _write(cfg, tok, tmp, {"vocab_sha": vocab_sha, "source": vocab_file.name, "fingerprint": fp})
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno is not None and (e.filename is None or str(e.filename).startswith(str(tmp))):
+            # writing the output (ENOSPC, EDQUOT, EIO...): name the folder the user asked for, not .tmp
+            raise OSError(e.errno, f"{os.strerror(e.errno)}: writing {out}; nothing was written") from None
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    skipped = sum(n for n in manifest["skipped"]["counts"].values())
+    log.info("%d documents, %d tokens, %d characters in %.1fs (%.0f chars/s); %d lines skipped or changed",
+             manifest["documents"], manifest["tokens"], manifest["characters"], manifest["seconds"],
+             manifest["chars_per_second"], skipped)
+    return manifest
+
+
+def _write(cfg: PrepareConfig, tok: PreTrainedTokenizerBase, tmp: Path, vocab: dict) -> dict:
+    """Tokenise the corpus into the (empty) folder ``tmp``; returns the manifest written there."""
+    from pert.text.tokenizer import save_tokenizer
+
     dtype = np.uint16 if len(tok) <= np.iinfo(np.uint16).max else np.int32
+    segmenter = cfg.segmenter if cfg.lang == "zh" else None
     problems, stats = Problems(), {"chars": 0}
     workers = cfg.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
@@ -256,8 +325,9 @@ def prepare(cfg: PrepareConfig) -> dict:
     init_args = (tok.backend_tokenizer.to_str(), tok.sep_token_id, segmenter, np.dtype(dtype).name)
     with open(tmp / "tokens.bin", "wb") as f_ids, open(tmp / "word_starts.bin", "wb") as f_ws, \
             open(tmp / "doc_lengths.tmp", "wb") as f_len, \
-            tqdm(unit=" chars", unit_scale=True, desc="prepare", mininterval=1.0) as bar:
-        for ids, ws, lengths in _run(_chunks(cfg, problems, stats), workers, init_args):
+            tqdm(unit=" chars", unit_scale=True, desc="prepare", mininterval=1.0) as bar, \
+            closing(_run(_chunks(cfg, problems, stats), workers, init_args, segmenter)) as results:
+        for ids, ws, lengths in results:
             f_ids.write(ids.tobytes())
             f_ws.write(ws.tobytes())
             f_len.write(lengths[lengths > 0].tobytes())
@@ -267,13 +337,11 @@ def prepare(cfg: PrepareConfig) -> dict:
             if empty:
                 problems.counts["no_tokens_skipped"] += empty
             bar.update(stats["chars"] - bar.n)
-    # offsets on disk too: nothing in memory grows with the corpus
-    offsets = np.lib.format.open_memmap(tmp / "doc_offsets.npy", mode="w+", dtype=np.int64, shape=(n_docs + 1,))
-    offsets[0] = 0
-    if n_docs:
-        np.cumsum(np.memmap(tmp / "doc_lengths.tmp", dtype=np.int64, mode="r"), out=offsets[1:])
-    offsets.flush()
-    del offsets
+    if not n_docs:
+        counts = ", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in sorted(problems.counts.items()))
+        raise ValueError(f"{', '.join(map(str, cfg.inputs))}: no document with any token to prepare"
+                         + (f" ({counts})" if counts else " (only empty lines)") + f"; nothing written to {cfg.out}")
+    _write_offsets(tmp / "doc_lengths.tmp", tmp / "doc_offsets.npy", n_docs)
     (tmp / "doc_lengths.tmp").unlink()
     save_tokenizer(tok, tmp / "tokenizer")
     elapsed = time.perf_counter() - t0
@@ -285,8 +353,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         "tokens": int(n_tokens),
         "characters": int(stats["chars"]),
         "dtype": np.dtype(dtype).name,
-        "tokenizer": {"vocab_size": len(tok), "vocab_sha256": vocab_sha,
-                      "do_lower_case": bool(tok.do_lower_case), "source": vocab_file.name},
+        "tokenizer": {"vocab_size": len(tok), "vocab_sha256": vocab["vocab_sha"],
+                      "do_lower_case": bool(tok.do_lower_case), "source": vocab["source"]},
         "segmenter": segmenter,
         "special_ids": {"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id,
                         "mask": tok.mask_token_id, "unk": tok.unk_token_id},
@@ -295,30 +363,58 @@ def prepare(cfg: PrepareConfig) -> dict:
         "seconds": round(elapsed, 2),
         "chars_per_second": round(stats["chars"] / max(elapsed, 1e-9)),
         "options": {k: v for k, v in to_dict(cfg).items() if k not in ("out", "inputs", "force")},
-        "fingerprint": fp,
+        "fingerprint": vocab["fingerprint"],
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    skipped = sum(problems.counts.values())
-    log.info("%d documents, %d tokens, %d characters in %.1fs (%.0f chars/s); %d lines skipped or changed",
-             manifest["documents"], n_tokens, stats["chars"], elapsed, manifest["chars_per_second"], skipped)
     return manifest
 
 
-def _run(chunks: Iterator[list[str]], workers: int, init_args: tuple) -> Iterator[tuple]:
-    """Encode chunks in order, with at most 2 x workers chunks in flight."""
+def _write_offsets(lengths_file: Path, out_file: Path, n_docs: int, block: int = 1 << 20) -> None:
+    """``doc_offsets.npy`` (0, then the running sum of the document lengths), streamed in blocks: nothing in
+    memory grows with the corpus, and a full disk is an OSError (a memory map would die of SIGBUS)."""
+    with open(lengths_file, "rb") as f_in, open(out_file, "wb") as f_out:
+        np.lib.format.write_array_header_1_0(f_out, {"descr": "<i8", "fortran_order": False, "shape": (n_docs + 1,)})
+        total = np.zeros(1, dtype=np.int64)
+        f_out.write(total.tobytes())
+        while len(lengths := np.fromfile(f_in, dtype=np.int64, count=block)):
+            sums = np.cumsum(lengths) + total[0]
+            f_out.write(sums.tobytes())
+            total[0] = sums[-1]
+
+
+def _located(call: Callable[[], tuple], sources: list[str], segmenter: str | None) -> tuple:
+    """``call()``, with a segmenter's failure on a document named by its file:line."""
+    try:
+        return call()
+    except DocumentError as e:
+        raise ValueError(f"{sources[e.index]}: segmenter {segmenter!r} failed on this document: "
+                         f"{e.message}") from None
+
+
+def _run(chunks: Iterator[tuple[list[str], list[str]]], workers: int, init_args: tuple,
+         segmenter: str | None) -> Iterator[tuple]:
+    """Encode chunks in order, with at most 2 x workers chunks in flight. A process that cannot start or fails
+    stops the run at once with one exception (``concurrent.futures`` reports a dead process, where
+    ``multiprocessing.Pool`` would start another forever)."""
     if workers == 1:
         _init_worker(*init_args)
-        yield from map(_encode, chunks)
+        for texts, sources in chunks:
+            yield _located(lambda texts=texts: _encode(texts), sources, segmenter)
         return
-    ctx = mp.get_context("spawn")  # fork would copy tokenizer threads' state
-    with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(_encode, (chunk,)))
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # fork would copy tokenizer threads
+                               initializer=_init_worker, initargs=init_args)
+    try:
+        pending: deque[tuple[Future, list[str]]] = deque()
+        for texts, sources in chunks:
+            pending.append((pool.submit(_encode, texts), sources))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
+                future, where = pending.popleft()
+                yield _located(future.result, where, segmenter)
         while pending:
-            yield pending.popleft().get()
+            future, where = pending.popleft()
+            yield _located(future.result, where, segmenter)
+    except BrokenProcessPool:
+        raise ChildProcessError("a tokenising process died (killed, or out of memory?); nothing was "
+                                "written") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -3,7 +3,8 @@
 Formats: UTF-8 ``.txt`` (one document per line, or blank-line-separated documents) and ``.jsonl`` with a
 text field; either may be gzipped (``.gz``). Folders are walked in sorted order. Bad lines never stop a
 run: they are skipped or cut, counted by reason in ``Problems``, and the first few are logged with file
-and line.
+and line. A file that cannot be read (unreadable, truncated or corrupt ``.gz``) stops it with an error
+naming the file: its documents would be silently lost.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import re
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +64,8 @@ def list_files(inputs: Iterable[str | Path]) -> list[Path]:
             files.extend(found)
         elif p.is_file():
             files.append(p)
+        elif p.exists():
+            raise ValueError(f"{p}: not a regular file (a pipe or device?); give a file or folder")
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     if not files:
@@ -70,11 +74,24 @@ def list_files(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _open(path: Path) -> BinaryIO:
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    try:
+        return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it: {e.strerror or e}") from None
 
 
-def _lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
-    """Yield (line without newline, was_cut). Lines longer than max_bytes keep their first max_bytes."""
+def _lines(f: BinaryIO, max_bytes: int, path: Path) -> Iterator[tuple[bytes, bool]]:
+    """Yield (line without newline, was_cut). Lines longer than max_bytes keep their first max_bytes.
+    A read error (a truncated or corrupt .gz, an I/O error) is a ValueError naming ``path``."""
+    try:
+        yield from _raw_lines(f, max_bytes)
+    except EOFError as e:  # gzip: the file ends inside the compressed stream
+        raise ValueError(f"{path}: truncated .gz file ({e})") from None
+    except (OSError, zlib.error) as e:
+        raise ValueError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _raw_lines(f: BinaryIO, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
     while True:
         chunk = f.readline(max_bytes)
         if not chunk:
@@ -131,7 +148,7 @@ def iter_documents(inputs: Iterable[str | Path], text_field: str = "text", doc_s
         with _open(path) as f:
             buf: list[str] = []
             start = ""
-            for i, (raw, cut) in enumerate(_lines(f, max_line_bytes), start=1):
+            for i, (raw, cut) in enumerate(_lines(f, max_line_bytes, path), start=1):
                 where = f"{path}:{i}"
                 text = clean_line(raw, where, problems, cut)
                 if text is None:

@@ -36,6 +36,7 @@ import transformers
 from tqdm.auto import tqdm
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from pert.lock import locks_output
 from pert.optim import adamw
 from pert.scalars import ScalarWriter
 from pert.tasks.base import Task, get_task
@@ -191,6 +192,7 @@ def _version() -> str:
         return "unknown"
 
 
+@locks_output  # one run per --out
 def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune ``cfg.task`` for every seed; returns the run summary also written to ``OUT/results.json``."""
     from pert.report import write_run_report

@@ -39,8 +39,9 @@ def get_segmenter(name: str) -> Segmenter:
         module, _, attr = name.partition(":")
         try:
             fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"segmenter {name!r}: cannot import {attr} from {module}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - importing a user's module may raise anything
+            raise ValueError(f"segmenter {name!r}: cannot import {attr} from {module}: "
+                             f"{type(e).__name__}: {e}") from None
         if not callable(fn):
             raise ValueError(f"segmenter {name!r} is not callable")
         return fn

@@ -33,6 +33,7 @@ from pert.config import to_dict
 from pert.convert.hf import load_pretraining_model, save_model_folder
 from pert.corpus.dataset import PreparedCorpus
 from pert.hardware import bf16_supported
+from pert.lock import locks_output
 from pert.modeling import PertForPreTraining, preset_config
 from pert.objectives.perlm import KEPT, SHUFFLED
 from pert.optim import adamw
@@ -125,6 +126,7 @@ def evaluate(model, data: PretrainData, accelerator: Accelerator, objective: str
     return meter.read(accelerator)
 
 
+@locks_output  # one run per --out
 def pretrain(cfg: PretrainConfig) -> dict:
     """Run pre-training; returns the summary also written to OUT/summary.json."""
     corpus = PreparedCorpus(cfg.data)  # bad input fails before any set-up
