@@ -338,9 +338,34 @@ def _run_qa(args: argparse.Namespace) -> None:
     print(to_json(QuestionAnswerer(args.model, **options)([(args.question, args.context)])[0]))
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from pert.config import add_config_args
+    from pert.serve.config import ServeConfig
+
+    p = sub.add_parser("serve", help="serve QA, restoration and PerLM models over HTTP, with a web page",
+                       description="One process: a JSON API (/v1/qa, /v1/restore, /v1/perlm, /v1/models, "
+                                   "/healthz, /openapi.json) and a web page at /. Needs `pip install 'pert[serve]'`.")
+    p.add_argument("--config", help="YAML file with any of the options below")
+    add_config_args(p, ServeConfig)
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    from pert.config import build_config
+    from pert.serve.config import ServeConfig
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "func", "verbose")}
+    cfg = build_config(ServeConfig, args.config, overrides)
+    try:
+        from pert.serve.app import serve
+    except ImportError as e:
+        raise ValueError(f"pert serve needs the serve extra (pip install 'pert[serve]'): {e}") from e
+    serve(cfg)
+    print("pert serve: stopped")
+
+
 # Verbs in the order `pert --help` lists them. To add one: write _add_<verb> and _run_<verb>, list it here.
 VERBS = ["demo", "vocab", "prepare", "pretrain", "finetune", "evaluate", "report", "qa", "wor-data",
-         "restore", "convert", "info"]
+         "restore", "serve", "convert", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:

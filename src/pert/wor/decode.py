@@ -122,3 +122,17 @@ def moved_spans(perm: Sequence[int], spans: Sequence[tuple[int, int]]) -> list[t
             merged.append(spans[i])
         prev_moved = moved
     return merged
+
+
+def moved_input_spans(perm: Sequence[int], offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Character spans of the input covering maximal runs of input tokens that the permutation moves."""
+    moved = np.zeros(len(perm), dtype=bool)
+    for i, k in enumerate(perm):
+        moved[int(k)] |= int(k) != i
+    merged: list[tuple[int, int]] = []
+    for k in np.flatnonzero(moved):
+        if merged and moved[k - 1] and k > 0:
+            merged[-1] = (merged[-1][0], int(offsets[k][1]))
+        else:
+            merged.append((int(offsets[k][0]), int(offsets[k][1])))
+    return merged

@@ -18,18 +18,20 @@ from pathlib import Path
 
 import torch
 
-from pert.wor.decode import decode_batch, moved_spans, render
+from pert.wor.decode import decode_batch, moved_input_spans, moved_spans, render
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Restoration:
-    """A restored sentence, its tokens in output order, and the character spans (in ``text``) that moved."""
+    """A restored sentence, its tokens in output order, the character spans (in ``text``) that moved, and the
+    spans of the input sentence whose tokens were moved."""
 
     text: str
     tokens: list[str]
     moved: list[tuple[int, int]] = field(default_factory=list)
+    input_moved: list[tuple[int, int]] = field(default_factory=list)
 
 
 class Restorer:
@@ -94,7 +96,8 @@ class Restorer:
                 offsets = [tuple(o) for o in enc["offset_mapping"][i]]
                 perm = [int(k) for k in perms[b]] + list(range(len(ids[i]), len(tokens)))
                 restored, spans = render(texts[i], tokens, offsets, perm)
-                out[i] = Restoration(restored, [tokens[k] for k in perm], moved_spans(perm, spans))
+                out[i] = Restoration(restored, [tokens[k] for k in perm], moved_spans(perm, spans),
+                                     moved_input_spans(perm, offsets))
         return out
 
 

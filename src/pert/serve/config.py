@@ -1,0 +1,34 @@
+"""Options of ``pert serve`` (kept apart from the server so that ``pert --help`` needs no web stack)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pert.config import check, field
+
+TASKS = ("qa", "wor", "perlm")
+
+
+@dataclass
+class ServeConfig:
+    qa: str | None = field(None, help="reading-comprehension model folder (fine-tuned on cmrc2018/drcd/squad)")
+    wor: str | None = field(None, help="word-order restoration model folder (fine-tuned with --task wor)")
+    perlm: str | None = field(None, help="pre-trained PERT folder with its PerLM head (the pointer panel)")
+    host: str = field("127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    port: int = field(8000, help="TCP port")
+    device: str = field("auto", help="auto, cpu, cuda, ...")
+    precision: str = field("fp32", help="fp32 (exact), bf16 or fp16 autocast")
+    max_batch: int = field(32, help="most questions/sentences in one model call (1: no batching across requests)")
+    batch_wait_ms: float = field(5.0, help="how long the first request of a batch waits for others (ms)")
+    max_items: int = field(64, help="most questions or sentences in one request (beyond: 413)")
+    max_chars: int = field(20000, help="most characters in one question, context or sentence (beyond: 413)")
+    max_body_bytes: int = field(2_000_000, help="largest request body in bytes (beyond: 413)")
+    segmenter: str = field("rjieba", help="Chinese word segmenter of the PerLM panel's N-gram shuffle")
+
+    def __post_init__(self) -> None:
+        check(any(getattr(self, t) for t in TASKS), "qa", "or --wor or --perlm: give at least one model to serve")
+        check(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
+        check(self.precision in ("fp32", "bf16", "fp16"), "precision", "must be fp32, bf16 or fp16")
+        for name in ("max_batch", "max_items", "max_chars", "max_body_bytes"):
+            check(getattr(self, name) >= 1, name, "must be at least 1")
+        check(self.batch_wait_ms >= 0, "batch_wait_ms", "must be >= 0")
