@@ -100,13 +100,14 @@ class RestoreResponse(BaseModel):
 
 
 class ShuffleOptions(BaseModel):
-    """PerLM's corruption as in pre-training (``pert.objectives``): whole-word N-gram units, shuffled."""
+    """PerLM's corruption as in pre-training (``pert.objectives``): whole-word N-gram units are selected and
+    shuffled. Unset options take pre-training's defaults (``pert pretrain --help``)."""
 
     seed: int = 0
-    select_ratio: float = 0.15
-    ngram_probs: list[float] = [0.4, 0.3, 0.2, 0.1]
-    shuffle_ratio: float = 0.9
-    scope: str = "span"
+    select_ratio: float | None = None
+    ngram_probs: list[float] | None = None
+    shuffle_ratio: float | None = None
+    scope: str | None = None
     max_predictions: int | None = None
 
 
@@ -304,9 +305,7 @@ def create_app(cfg: ServeConfig, models: dict[str, Any]) -> FastAPI:
             raise HTTPException(422, "give permutation or shuffle, not both")
         opts = body.shuffle or ShuffleOptions()
         try:
-            objective = ObjectiveConfig(select_ratio=opts.select_ratio, ngram_probs=opts.ngram_probs,
-                                        shuffle_ratio=opts.shuffle_ratio, scope=opts.scope,
-                                        max_predictions=opts.max_predictions)
+            objective = ObjectiveConfig(**opts.model_dump(exclude={"seed"}, exclude_none=True))
             probe = models["perlm"].probe(body.sentence, body.permutation, objective, opts.seed)
         except (ValueError, ConfigError) as e:
             raise HTTPException(422, str(e).replace("--", "shuffle.").replace("-", "_")

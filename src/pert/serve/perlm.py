@@ -1,7 +1,7 @@
 """Ask a pre-trained PERT where each token of a shuffled sentence belongs (what PerLM trains it to say).
 
 A sentence is tokenised, then shuffled either by a given permutation or by pert's own PerLM corruption
-(``pert.objectives.perlm_corrupt``: whole-word N-gram units, shuffled within each unit as in pre-training).
+(``pert.objectives.perlm_corrupt``: whole-word N-gram units selected and shuffled as in pre-training).
 The model reads the shuffled tokens; for each position of the original sentence its pointer head scores
 every position of the shuffled input ("the token that belongs here stands there"). Probabilities are a
 softmax over the sentence's tokens ([CLS], [SEP] excluded), as ``pert restore`` decodes them.

