@@ -363,9 +363,36 @@ def _run_serve(args: argparse.Namespace) -> None:
     print("pert serve: stopped")
 
 
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="run and report a comparison of pre-training arms on a task panel",
+                       description="A study is a plan of cells (arm x pre-training, arm x task x seed). Every "
+                                   "finished cell leaves a record in OUT/records; a re-run skips finished cells "
+                                   "and resumes an interrupted pre-training.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run the cells that have no record yet")
+    run.add_argument("config", help="study YAML (e.g. configs/study/perlm-vs-mlm.yaml)")
+    run.add_argument("--out", required=True, help="folder for the records and the report's figures (small)")
+    run.add_argument("--work", help="folder for data, checkpoints and models (large; default: OUT/work)")
+    rep = actions.add_parser("report", help="write the report from the records alone")
+    rep.add_argument("out", help="the study's --out folder")
+    rep.add_argument("--md", help="Markdown file to write (default: OUT.md beside the folder)")
+
+
+def _run_study(args: argparse.Namespace) -> None:
+    from pert.config import build_config
+    from pert.study import StudyConfig, run_study, write_report
+
+    if args.action == "run":
+        cfg = build_config(StudyConfig, args.config)
+        run_study(cfg, args.out, args.work or f"{args.out}/work", source=args.config)
+        print(f"study records in {args.out}/records; report: pert study report {args.out}")
+    else:
+        print(f"wrote {write_report(args.out, args.md)}")
+
+
 # Verbs in the order `pert --help` lists them. To add one: write _add_<verb> and _run_<verb>, list it here.
 VERBS = ["demo", "vocab", "prepare", "pretrain", "finetune", "evaluate", "report", "qa", "wor-data",
-         "restore", "serve", "convert", "info"]
+         "restore", "serve", "convert", "info", "study"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,279 @@
+"""The study's report, generated from its records alone: tables in the paper's form, figures, data, cost.
+
+    pert study report docs/study            # writes docs/study.md and docs/study/*.png
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from pert.study.run import plan, read_records
+
+# The paper's figures that the spec quotes (shared/docs/PERLM.md): max (average) over runs.
+PAPER = [
+    ("CMRC 2018 dev EM / F1", "PERT-base 68.5 (68.1) / 87.2 (87.1); PERT-large 72.2 (71.0) / 89.4 (88.8)"),
+    ("Word-order restoration, Wikipedia, F", "PERT-base 82.9; best MLM baseline (MacBERT-base) 80.5"),
+]
+# FLOPs per token of a BERT training step ~ 6 x parameters (forward + backward); attention adds ~ 6 x L x d x layers
+H100_BF16_DENSE = 989e12
+
+
+def _load(out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    meta = out / "study.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{out}: not a study folder (no study.json); run `pert study run` first")
+    return json.loads(meta.read_text("utf-8")), read_records(out)
+
+
+def _scores(cfg: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
+    """task -> arm -> seed -> main metric on the task's report split."""
+    out: dict[str, dict[str, dict[int, float]]] = {t: {a: {} for a in cfg["arms"]} for t in cfg["tasks"]}
+    for rec in records.values():
+        if rec["kind"] == "finetune":
+            split = rec["report_split"]
+            if split in rec["scores"]:
+                out[rec["task"]][rec["arm"]][rec["seed"]] = rec["scores"][split][rec["main_metric"]]
+    return out
+
+
+def _main_metric(task: str, records: dict[str, dict[str, Any]]) -> str:
+    return next((r["main_metric"] for r in records.values() if r.get("task") == task), "main metric")
+
+
+def _fmt(values: list[float]) -> tuple[str, str]:
+    if not values:
+        return "–", "–"
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{max(values):.1f} ({mean:.1f})", f"{mean:.1f} ± {sd:.1f} (n={len(values)})"
+
+
+def figures(cfg: dict[str, Any], records: dict[str, dict[str, Any]], folder: Path) -> list[str]:
+    """Pre-training curves and downstream scores (every seed a point); returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    pre = {r["arm"]: r for r in records.values() if r["kind"] == "pretrain"}
+    if pre:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        for arm, rec in pre.items():
+            ev = [r for r in rec["curves"] if r["split"] == "eval"]
+            tr = [r for r in rec["curves"] if r["split"] == "train"]
+            obj = rec["config"]["objective"]
+            line = ax1.plot([r["step"] for r in ev], [r["loss"] for r in ev], marker="o", ms=3,
+                            label=f"{arm} ({obj}), held-out")[0]
+            ax1.plot([r["step"] for r in tr], [r["loss"] for r in tr], color=line.get_color(), alpha=0.25, lw=0.8)
+            what = "position" if obj == "perlm" else "token"
+            ax2.plot([r["step"] for r in ev], [100 * r["acc_shuffled"] for r in ev], marker="o", ms=3,
+                     color=line.get_color(), label=f"{arm}: {what} accuracy, changed tokens")
+        ax1.set(xlabel="step", ylabel="loss", title="pre-training loss (faint: training)")
+        ax2.set(xlabel="step", ylabel="accuracy (%)", title="held-out accuracy on moved / masked tokens")
+        for ax in (ax1, ax2):
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(folder / "pretraining.png", dpi=110)
+        plt.close(fig)
+        written.append("pretraining.png")
+    scores = _scores(cfg, records)
+    if any(s for arms in scores.values() for s in arms.values()):
+        tasks = list(cfg["tasks"])
+        fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.6), squeeze=False)
+        for ax, task in zip(axes[0], tasks, strict=True):
+            arms = list(cfg["arms"])
+            for x, arm in enumerate(arms):
+                vals = list(scores[task][arm].values())
+                xs = [x + 0.08 * (i - (len(vals) - 1) / 2) for i in range(len(vals))]
+                ax.scatter(xs, vals, s=22, zorder=3)
+                if vals:
+                    ax.hlines(statistics.fmean(vals), x - 0.25, x + 0.25, color="k", lw=1)
+            ax.set_xticks(range(len(arms)), arms)
+            ax.set(title=f"{task} ({cfg['tasks'][task]['report']})", ylabel=_main_metric(task, records))
+            ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(folder / "downstream.png", dpi=110)
+        plt.close(fig)
+        written.append("downstream.png")
+    return written
+
+
+def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
+    """Expected cost of the base-scale config, from this study's measured throughput."""
+    import yaml
+
+    if not base_cfg.is_file():
+        return []
+    b = yaml.safe_load(base_cfg.read_text("utf-8"))
+    p = b["pretrain"]
+    tokens = p["max_steps"] * p["batch_size"] * p.get("grad_accum", 1) * p["max_seq_len"]
+    params, layers, hidden = 110e6, 12, 768
+    flops = tokens * (6 * params + 6 * layers * p["max_seq_len"] * hidden)
+    lines = [f"`{base_cfg.as_posix()}`: PERT-base shape, {p['max_steps']:,} steps of "
+             f"{p['batch_size'] * p.get('grad_accum', 1)} x {p['max_seq_len']} tokens = {tokens / 1e9:.2f}B tokens "
+             f"per arm, {len(b['arms']) - 1} pre-trained arms; about {flops:.2e} FLOPs per arm."]
+    pre = [r for r in records.values() if r["kind"] == "pretrain"]
+    if pre:
+        r = pre[0]
+        c = r["config"]
+        tiny_tokens = r["summary"]["tokens"]
+        from pert.presets import PRESETS
+
+        n_layers, d, _ = PRESETS[c["preset"]]
+        tiny_params = 12 * n_layers * d * d + 21128 * d
+        tiny_flops = tiny_tokens * (6 * tiny_params + 6 * n_layers * c["max_seq_len"] * d)
+        achieved = tiny_flops / r["summary"]["seconds"]
+        lines.append(f"This study's {c['preset']} pre-training ran at {r['summary']['tokens_per_s']:,.0f} tokens/s, "
+                     f"about {achieved / 1e9:.0f} GFLOP/s on this machine's 2 cores: the base config would take "
+                     f"{flops / achieved / 86400 / 365:.1f} years per arm here.")
+    for mfu in (0.5, 0.3):
+        hours = flops / (H100_BF16_DENSE * mfu) / 3600
+        lines.append(f"On one H100 (989 TFLOP/s dense bf16) at {mfu:.0%} utilisation (pert measured 54% of the "
+                     f"matrix peak at base on CPU, benchmarks/README.md): about {hours:.0f} GPU-hours per arm.")
+    return lines
+
+
+def _reading(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]], a: str, b: str) -> list[str]:
+    """Plain statements computed from the scores, then the limits that hold whatever the scores are."""
+    out = []
+    floor = [arm for arm in cfg["arms"] if cfg["arms"][arm].get("init") == "random"]
+    for t in cfg["tasks"]:
+        common = sorted(set(scores[t][a]) & set(scores[t][b]))
+        if not common:
+            out.append(f"- **{t}**: not enough finished cells to compare {a} with {b}.")
+            continue
+        diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
+        spread = [statistics.stdev(v) for v in (list(scores[t][a].values()), list(scores[t][b].values()))
+                  if len(v) > 1]
+        mean = statistics.fmean(diffs)
+        line = (f"- **{t}**: {a} − {b} = {mean:+.1f} on average, positive in {sum(d > 0 for d in diffs)} of "
+                f"{len(diffs)} seeds")
+        if spread:
+            big = abs(mean) > max(spread)
+            line += (f"; the seed-to-seed spread is {max(spread):.1f}, so the difference is "
+                     + ("larger than the noise of fine-tuning" if big else "within the noise of fine-tuning"))
+        for f in floor:
+            if scores[t][f]:
+                lift = {arm: statistics.fmean(scores[t][arm].values()) - statistics.fmean(scores[t][f].values())
+                        for arm in (a, b) if scores[t][arm]}
+                line += "; over no pre-training: " + ", ".join(f"{arm} {v:+.1f}" for arm, v in lift.items())
+        out.append(line + ".")
+    out += ["", "Limits, whatever the scores: each arm was pre-trained once (one pre-training seed), so the "
+            "variance of pre-training itself is not measured, only that of fine-tuning; the models are tiny and "
+            "saw tens of millions of tokens where the paper's saw billions, so differences at this scale may "
+            "shrink, vanish or reverse at base scale; fine-tuning budgets are short (the same for every arm), which "
+            "favours whichever encoder is easiest to adapt quickly; the word-order task starts from the pre-trained "
+            "PerLM pointer head for the PerLM arm and from a fresh one for the others, which is the paper's point "
+            "but also an advantage this table does not separate."]
+    return out
+
+
+def write_report(out: str | Path, md: str | Path | None = None) -> Path:
+    """Write the report (default ``OUT.md`` beside the folder) and its figures (inside OUT)."""
+    out = Path(out)
+    md = Path(md) if md else out.with_suffix(".md")
+    meta, records = _load(out)
+    cfg = meta["config"]
+    from pert.study.config import StudyConfig
+
+    cells = plan(StudyConfig(**cfg))
+    done = [c for c in cells if c.id in records]
+    figs = figures(cfg, records, out)
+    rel = Path(out.name) if md.parent.resolve() == out.parent.resolve() else out
+    scores = _scores(cfg, records)
+    L = [f"# Study: {meta['name']}", "",
+         "Generated by `pert study report` from the per-cell records in "
+         f"`{rel.as_posix()}/records/`; do not edit by hand.", ""]
+    if len(done) < len(cells):
+        missing = [c.id for c in cells if c.id not in records]
+        L += [f"**Unfinished: {len(done)} of {len(cells)} cells have run.** Every number below comes from the "
+              f"finished cells only; `pert study run` continues with `{missing[0]}`"
+              + (f" and {len(missing) - 1} more." if len(missing) > 1 else "."), ""]
+    arms = list(cfg["arms"])
+    L += ["## Results", "",
+          "Main metric of each task on its reported split, over fine-tuning seeds: max (average), as the paper "
+          "reports; then mean ± standard deviation.", ""]
+    header = [f"{t} {cfg['tasks'][t]['report']} ({_main_metric(t, records)})" for t in cfg["tasks"]]
+    L += ["| arm | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for arm in arms:
+        L.append(f"| {arm} | " + " | ".join(_fmt(list(scores[t][arm].values()))[0] for t in cfg["tasks"]) + " |")
+    L += ["", "| arm | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for arm in arms:
+        L.append(f"| {arm} | " + " | ".join(_fmt(list(scores[t][arm].values()))[1] for t in cfg["tasks"]) + " |")
+    a, b = cfg["compare"]
+    L += ["", f"**{a} − {b}, seed by seed** (same seed: same fine-tuning data order and head initialisation):", "",
+          "| task | differences | mean | same sign in every seed |", "|---|---|---|---|"]
+    for t in cfg["tasks"]:
+        common = sorted(set(scores[t][a]) & set(scores[t][b]))
+        diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
+        if not diffs:
+            L.append(f"| {t} | – | – | – |")
+            continue
+        same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+        L.append(f"| {t} | {', '.join(f'{d:+.1f}' for d in diffs)} | {statistics.fmean(diffs):+.1f} | "
+                 f"{'yes' if same else 'no'} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
+    for f in figs:
+        L += ["", f"![{f}]({(rel / f).as_posix()})"]
+    L += ["", "## What the numbers show, and what they do not", "", *_reading(cfg, scores, a, b)]
+    L += ["", "## Next to the paper", "",
+          "The paper's figures for base models pre-trained on 5.4B words (PERT's README and paper); this study's "
+          "models are tiny and saw a few tens of millions of tokens, so only the direction of a difference between "
+          "arms can be compared, never the level:", ""]
+    L += [f"- {k}: {v}" for k, v in PAPER]
+    L += ["", "## Data", ""]
+    data = records.get("data")
+    if data:
+        L += ["| corpus source | documents | characters | dropped as panel dev/test text |", "|---|---|---|---|"]
+        for src, c in data["corpus"]["sources"].items():
+            L.append(f"| `{src}` | {c['documents']:,} | {c['characters']:,} | {c['dropped_documents']:,} documents "
+                     f"({c['dropped_characters']:,} characters) |")
+        p = data["prepared"]
+        L += ["", f"Prepared: {p['documents']:,} documents, {p['tokens']:,} tokens ({cfg['vocab']}). Decontamination: "
+              f"a document sharing a run of {data['corpus']['decontaminate_chars']} characters with any of the "
+              "panel's dev/test texts (" + ", ".join(f"{t}: {n:,}" for t, n in
+                                                    data["corpus"]["evaluation_texts"].items())
+              + ") is dropped."]
+        if data["wor"]:
+            L[-1] += (" Word-order set (People's Daily 1998-01, split by document): "
+                      + ", ".join(f"{s} {v['sentences']:,} sentences ({v['corrupted']:,} corrupted)"
+                                  for s, v in data["wor"].items()) + ".")
+    L += ["", "## Pre-training", "", "| arm | objective | steps | tokens | wall time | tokens/s | held-out loss | "
+          "held-out accuracy on changed tokens | kept share |", "|---|---|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        rec = records.get(f"pretrain/{arm}")
+        if rec:
+            s, ev = rec["summary"], rec["summary"]["eval"]
+            obj = rec["config"]["objective"] + (f" ({rec['config']['scope']})" if rec["config"]["objective"] == "perlm"
+                                                else "")
+            L.append(f"| {arm} | {obj} | {s['steps']:,} | "
+                     f"{s['tokens'] / 1e6:.1f}M | {s['seconds'] / 60:.0f} min | {s['tokens_per_s']:,.0f} | "
+                     f"{ev['loss']:.3f} | {100 * ev['acc_shuffled']:.1f}% | {100 * ev.get('share_kept', 0):.1f}% |")
+        elif not cfg["arms"][arm].get("init") == "random":
+            L.append(f"| {arm} | not run yet | | | | | | | |")
+    shared = {k: v for k, v in cfg["pretrain"].items()}
+    L += ["", "Every pre-trained arm: " + ", ".join(f"{k} {v}" for k, v in shared.items())
+          + "; arms differ only in: " + "; ".join(f"{a} {json.dumps(v)}" for a, v in cfg["arms"].items()) + "."]
+    L += ["", "## Fine-tuning", "", "Identical for every arm, fixed in the config before any arm's result was seen:",
+          ""]
+    for t, spec in cfg["tasks"].items():
+        L.append(f"- **{t}** (reported: {spec['report']}): " + ", ".join(f"{k} {v}" for k, v in spec.items()
+                                                                         if k != "report"))
+    total = sum(r["seconds"] for r in records.values())
+    vers = next(iter(records.values()))["versions"] if records else {}
+    L += ["", "## Reproduce", "", "```bash",
+          f"pert study run {meta.get('source') or 'CONFIG'} --out {rel.as_posix()} --work runs/study",
+          f"pert study report {rel.as_posix()}", "```", "",
+          f"Wall time of the finished cells: {total / 3600:.1f} h on this machine (2 CPU cores). Versions: "
+          + ", ".join(f"{k} {v}" for k, v in vers.items()) + "."]
+    base = Path(cfg["base_scale"]) if cfg.get("base_scale") else None
+    cost = _base_cost(records, base) if base else []
+    if cost:
+        L += ["", "## The same study at base scale", "", *[f"- {line}" for line in cost]]
+    md.write_text("\n".join(L) + "\n", encoding="utf-8")
+    return md

@@ -1,0 +1,215 @@
+"""Run a study as a plan of cells; every finished cell leaves a record, so a re-run skips what is done.
+
+    pert study run configs/study/perlm-vs-mlm.yaml --out docs/study --work runs/study
+    pert study report docs/study
+
+Cells, in order: ``data`` (word-order set, decontaminated corpus, ``pert prepare``), one ``pretrain/ARM`` per
+pre-trained arm (resumed from its last checkpoint after an interruption) or ``init/ARM`` for the random
+floor, then ``finetune/ARM/TASK/seed-N`` seed by seed, so that an unfinished study is balanced across arms.
+Records (``OUT/records/*.json``: config, scores, timings, versions) are small and meant to be committed;
+everything heavy lives in the work folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pert.study.config import StudyConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    kind: str  # data, pretrain, init, finetune
+    arm: str | None = None
+    task: str | None = None
+    seed: int | None = None
+
+    @property
+    def file(self) -> str:
+        return self.id.replace("/", "__") + ".json"
+
+
+def plan(cfg: StudyConfig) -> list[Cell]:
+    """Every cell of the study, in the order they run."""
+    cells = [Cell("data", "data")]
+    for arm in cfg.arms:
+        kind = "pretrain" if cfg.is_pretrained(arm) else "init"
+        cells.append(Cell(f"{kind}/{arm}", kind, arm))
+    for seed in cfg.seeds:
+        for task in cfg.tasks:
+            for arm in cfg.arms:
+                cells.append(Cell(f"finetune/{arm}/{task}/seed-{seed}", "finetune", arm, task, seed))
+    return cells
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    from pert.tasks.loop import _version
+
+    return {"pert": _version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def read_records(out: Path) -> dict[str, dict[str, Any]]:
+    """The finished cells' records, by cell id."""
+    folder = out / "records"
+    records = {}
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            rec = json.loads(f.read_text("utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON ({e}); delete it to run that cell again") from e
+        records[rec["cell"]] = rec
+    return records
+
+
+def _write_record(out: Path, cell: Cell, record: dict[str, Any]) -> None:
+    folder = out / "records"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (cell.file + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(folder / cell.file)
+
+
+def model_dir(work: Path, arm: str, cfg: StudyConfig) -> Path:
+    return work / ("pretrain" if cfg.is_pretrained(arm) else "init") / arm / "final"
+
+
+def _run_data(cfg: StudyConfig, work: Path) -> dict[str, Any]:
+    from pert.config import build_config
+    from pert.corpus.prepare import PrepareConfig, prepare
+    from pert.study.corpus import build_corpus, build_wor_set
+
+    needs_wor = "wor:train" in cfg.corpus or any(t["data"] == "wor" for t in cfg.tasks.values())
+    wor = build_wor_set(cfg, work) if needs_wor else {"splits": {}}
+    corpus = build_corpus(cfg, work)
+    manifest = prepare(build_config(PrepareConfig, None, {"out": str(work / "prepared"), "vocab": cfg.vocab,
+                                                          "lang": cfg.lang, "inputs": [str(work / "corpus.txt")]}))
+    return {"wor": {s: {k: wor["splits"][s][k] for k in ("sentences", "corrupted")} for s in wor["splits"]},
+            "corpus": corpus, "prepared": {k: manifest[k] for k in ("documents", "tokens", "characters")}}
+
+
+def _run_pretrain(cfg: StudyConfig, work: Path, arm: str) -> dict[str, Any]:
+    from pert.config import build_config
+    from pert.training.checkpoint import latest_checkpoint
+    from pert.training.config import PretrainConfig
+    from pert.training.loop import pretrain
+
+    out = work / "pretrain" / arm
+    if (out / "final").is_dir() and (out / "summary.json").is_file():
+        summary = json.loads((out / "summary.json").read_text("utf-8"))  # finished before its record was written
+    else:
+        values = {**cfg.pretrain, **cfg.arms[arm], "data": str(work / "prepared"), "out": str(out),
+                  "resume": latest_checkpoint(out) is not None}
+        summary = pretrain(build_config(PretrainConfig, None, values))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text("utf-8").splitlines()]
+    train_cfg = json.loads((out / "train_config.json").read_text("utf-8"))
+    return {"config": train_cfg, "summary": summary, "curves": rows}
+
+
+def _run_init(cfg: StudyConfig, work: Path, arm: str) -> dict[str, Any]:
+    import torch
+
+    from pert.convert.hf import save_model_folder
+    from pert.corpus.dataset import PreparedCorpus
+    from pert.modeling import PertForPreTraining, preset_config
+    from pert.text.tokenizer import load_tokenizer
+
+    corpus = PreparedCorpus(work / "prepared")
+    preset, seq = cfg.pretrain.get("preset", "base"), cfg.pretrain.get("max_seq_len", 512)
+    torch.manual_seed(cfg.pretrain.get("seed", 42))
+    model = PertForPreTraining(preset_config(preset, corpus.vocab_size, max(512, seq)))
+    save_model_folder(model, load_tokenizer(corpus.tokenizer_dir), model_dir(work, arm, cfg),
+                      {"objective": None, "steps": 0, "note": "random initialisation (no pre-training)"})
+    return {"config": {"preset": preset, "seed": cfg.pretrain.get("seed", 42)},
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _run_finetune(cfg: StudyConfig, work: Path, cell: Cell) -> dict[str, Any]:
+    from pert.config import build_config
+    from pert.tasks import FinetuneConfig, finetune
+
+    out = work / "finetune" / cell.arm / cell.task / f"seed-{cell.seed}"
+    if out.exists():
+        shutil.rmtree(out)  # an interrupted cell starts again: fine-tuning cells are minutes long
+    spec = cfg.tasks[cell.task]
+    data = str(work / "wor") if spec["data"] == "wor" else spec["data"]
+    values = cfg.finetune_options(cell.task, data=data, model=str(model_dir(work, cell.arm, cfg)), out=str(out),
+                                  seeds=[cell.seed], model_name=cell.arm, save_model=False)
+    result = finetune(build_config(FinetuneConfig, None, values))
+    seed = result["seeds"][0]
+    return {"config": result["config"], "main_metric": result["main_metric"], "report_split": spec["report"],
+            "scores": {s: seed[s] for s in ("dev", "test") if s in seed},
+            "best_step": seed.get("best_step"), "steps": seed.get("steps")}
+
+
+def _eta(cells: list[Cell], records: dict[str, dict[str, Any]], todo: list[Cell]) -> str:
+    """Remaining time from the mean duration of finished cells of the same kind (and task)."""
+    def key(c: Cell) -> tuple:
+        return (c.kind, c.task)
+
+    spent: dict[tuple, list[float]] = {}
+    for c in cells:
+        if c.id in records:
+            spent.setdefault(key(c), []).append(records[c.id]["seconds"])
+    known = [sum(spent[key(c)]) / len(spent[key(c)]) for c in todo if key(c) in spent]
+    unknown = sum(key(c) not in spent for c in todo)
+    text = f"~{sum(known) / 3600:.1f} h" if known else "unknown"
+    return text + (f" + {unknown} cells not yet timed" if unknown else "")
+
+
+def run_study(cfg: StudyConfig, out: str | Path, work: str | Path,
+              source: str | None = None) -> dict[str, dict[str, Any]]:
+    """Run every cell that has no record yet; returns all records. ``source``: the config file, for the report."""
+    out, work = Path(out), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_study_config(cfg, out, source)
+    cells = plan(cfg)
+    records = read_records(out)
+    for cell in cells:
+        if cell.id in records:
+            continue
+        todo = [c for c in cells if c.id not in records]
+        print(f"[study {cfg.name}] {cell.id}: {len(cells) - len(todo)} of {len(cells)} cells done, "
+              f"{len(todo)} to go, estimated {_eta(cells, records, todo)}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        if cell.kind == "data":
+            result = _run_data(cfg, work)
+        elif cell.kind == "pretrain":
+            result = _run_pretrain(cfg, work, cell.arm)
+        elif cell.kind == "init":
+            result = _run_init(cfg, work, cell.arm)
+        else:
+            result = _run_finetune(cfg, work, cell)
+        record = {"cell": cell.id, "kind": cell.kind, "arm": cell.arm, "task": cell.task, "seed": cell.seed,
+                  "seconds": round(time.perf_counter() - t0, 1),
+                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "versions": versions(), **result}
+        _write_record(out, cell, record)
+        records[cell.id] = record
+    print(f"[study {cfg.name}] all {len(cells)} cells done; records in {out / 'records'}; "
+          f"report: pert study report {out}", file=sys.stderr)
+    return records
+
+
+def write_study_config(cfg: StudyConfig, out: str | Path, source: str | None = None) -> None:
+    """Keep the config beside the records (the report reads it from there)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"name": cfg.name, "source": source, "config": dataclasses.asdict(cfg)}
+    (out / "study.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")

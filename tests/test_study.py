@@ -1,0 +1,114 @@
+"""`pert study` end to end in miniature (2 arms, a few pre-training steps, 1 task, 1 seed): records, resume, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pert.cli import main
+from pert.config import ConfigError, build_config
+from pert.study import StudyConfig, plan
+from pert.study.corpus import Shingles
+from pert.study.run import _run_pretrain
+
+
+@pytest.fixture(scope="module")
+def study_yaml(tmp_path_factory, shared_data, peoples_daily_tagged) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    lines = ["".join(t.rsplit("/", 1)[0] for t in line.split()[1:])
+             for line in peoples_daily_tagged.read_text(encoding="utf-8").splitlines()[:1500]]
+    dev = (shared_data / "zh" / "chnsenticorp" / "dev.tsv").read_text("utf-8").splitlines()[1:3]
+    contaminated = [row.split("\t", 1)[1] for row in dev]  # panel dev text slipped into the corpus
+    (root / "pd.txt").write_text("\n".join([*lines, *contaminated]) + "\n", encoding="utf-8")
+    cfg = {
+        "name": "mini", "corpus": [str(root / "pd.txt")],
+        "vocab": str(shared_data / "vocab" / "bert-base-chinese" / "vocab.txt"),
+        "pretrain": {"preset": "tiny", "max_seq_len": 64, "batch_size": 8, "max_steps": 12, "lr": 1e-3,
+                     "warmup_steps": 2, "eval_every": 6, "save_every": 6, "eval_sequences": 16, "log_every": 3,
+                     "precision": "fp32", "num_workers": 0},
+        "arms": {"perlm": {"objective": "perlm"}, "mlm": {"objective": "mlm"}},
+        "tasks": {"chnsenticorp": {"report": "dev", "data": str(shared_data / "zh" / "chnsenticorp"),
+                                   "lr": 1e-3, "batch_size": 16, "max_seq_len": 64, "max_steps": 8, "epochs": 1,
+                                   "max_train_examples": 128, "max_eval_examples": 64, "eval_splits": ["dev"]}},
+        "seeds": [1],
+    }
+    path = root / "mini.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert main(["study", "run", str(study_yaml), "--out", str(out), "--work", str(work)]) == 0
+    cfg = build_config(StudyConfig, study_yaml)
+    cells = [c.id for c in plan(cfg)]
+    assert cells == ["data", "pretrain/perlm", "pretrain/mlm", "finetune/perlm/chnsenticorp/seed-1",
+                     "finetune/mlm/chnsenticorp/seed-1"]
+    records = {json.loads(f.read_text())["cell"]: json.loads(f.read_text()) for f in (out / "records").glob("*.json")}
+    assert set(records) == set(cells)
+    data = records["data"]["corpus"]["sources"][cfg.corpus[0]]
+    assert data["dropped_documents"] >= 2  # the two ChnSentiCorp dev reviews never reach pre-training
+    pre = records["pretrain/perlm"]
+    assert pre["summary"]["steps"] == 12 and pre["config"]["scope"] == "global"
+    assert records["pretrain/mlm"]["config"]["objective"] == "mlm"
+    assert {r["split"] for r in pre["curves"]} == {"train", "eval"}
+    ft = records["finetune/perlm/chnsenticorp/seed-1"]
+    assert 0 <= ft["scores"]["dev"]["accuracy"] <= 100 and ft["steps"] == 8
+    assert ft["versions"]["torch"] and ft["seconds"] > 0
+
+    # an interrupted pre-training continues from its last checkpoint and ends as the uninterrupted run did
+    arm = work / "pretrain" / "perlm"
+    shutil.rmtree(arm / "final")
+    (arm / "summary.json").unlink()
+    shutil.rmtree(arm / "checkpoints" / "step_00000012")
+    resumed = _run_pretrain(cfg, work, "perlm")["summary"]
+    assert resumed["steps"] == 12 and resumed["eval"] == pre["summary"]["eval"]
+
+    # a re-run skips every finished cell; a lost record runs that cell (and only it) again
+    before = {f.name: f.read_text() for f in (out / "records").glob("*.json")}
+    (out / "records" / "finetune__mlm__chnsenticorp__seed-1.json").unlink()
+    capsys.readouterr()
+    assert main(["study", "run", str(study_yaml), "--out", str(out), "--work", str(work)]) == 0
+    err = capsys.readouterr().err
+    assert "finetune/mlm/chnsenticorp/seed-1: 4 of 5 cells done" in err and "pretrain/perlm:" not in err
+    after = {f.name: f.read_text() for f in (out / "records").glob("*.json")}
+    assert {k: v for k, v in after.items() if "mlm__chnsenticorp" not in k} == \
+           {k: v for k, v in before.items() if "mlm__chnsenticorp" not in k}
+
+    # the report comes from the records alone: a copy without the work folder gives the same report
+    assert main(["study", "report", str(out)]) == 0
+    report = (tmp_path / "out.md").read_text("utf-8")
+    alone = tmp_path / "copy" / "out"
+    shutil.copytree(out, alone, ignore=shutil.ignore_patterns("*.png"))
+    shutil.rmtree(work)
+    assert main(["study", "report", str(alone)]) == 0
+    assert (tmp_path / "copy" / "out.md").read_text("utf-8") == report
+    acc = [records[f"finetune/{a}/chnsenticorp/seed-1"]["scores"]["dev"]["accuracy"] for a in ("perlm", "mlm")]
+    assert f"| perlm | {acc[0]:.1f} ({acc[0]:.1f}) |" in report
+    assert f"| chnsenticorp | {acc[0] - acc[1]:+.1f} |" in report
+    assert (alone / "pretraining.png").is_file() and (alone / "downstream.png").is_file()
+
+
+def test_bad_study_configs_name_the_field(tmp_path, study_yaml):
+    base = yaml.safe_load(study_yaml.read_text("utf-8"))
+    cases = [({"arms": {"perlm": {"objective": "perlm", "bogus": 1}, "mlm": {}}}, "arms.perlm: unknown option"),
+             ({"corpus": ["nowhere:thing"]}, "is neither a path nor one of"),
+             ({"tasks": {"chnsenticorp": {"data": "x"}}}, "needs report: dev or test"),
+             ({"compare": ["perlm", "bert"]}, "--compare must name two arms"),
+             ({"pretrain": {**base["pretrain"], "max_seq_len": 4}}, "--max-seq-len must be between")]
+    for change, message in cases:
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump({**base, **change}), encoding="utf-8")
+        with pytest.raises(ConfigError, match=message):
+            build_config(StudyConfig, path)
+
+
+def test_shingles_find_shared_runs_only():
+    held = Shingles(["今天北京的天气非常好，适合出门散步。"], 8)
+    assert "据报道今天北京的天气非常好" in held
+    assert "今天 北京的天 气非常好" in held  # whitespace does not hide a copy
+    assert "今天上海的天气非常差" not in held
