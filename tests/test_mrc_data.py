@@ -238,6 +238,7 @@ def test_squad2_task_metrics_and_files(tmp_path: Path) -> None:
     task.save_predictions(examples, preds, tmp_path / "predictions_dev.jsonl")
     assert json.loads((tmp_path / "predictions_dev.json").read_text()) == {"has": "Paris", "no": "big"}
     assert json.loads((tmp_path / "null_odds_dev.json").read_text()) == {"has": -2.0, "no": -1.0}
+    assert json.loads((tmp_path / "predictions_nonnull_dev.json").read_text()) == {"has": "Paris", "no": "big"}
     rows = [json.loads(x) for x in (tmp_path / "predictions_dev.jsonl").read_text().splitlines()]
     assert rows[0]["id"] == "has" and rows[0]["answer"] == "Paris"
 

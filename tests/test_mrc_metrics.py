@@ -25,6 +25,16 @@ def test_listed_punctuation_is_a_segment_or_dropped_without_ending_a_run() -> No
     assert cmrc2018.mixed_segmentation('他说："OK"。', remove_punctuation=True) == ["他", "说", "``", "ok", "''"]
 
 
+def test_nltk_word_tokenize_splits_punkt_sentences_first() -> None:
+    # Punkt ends a sentence at "no." (not an English abbreviation), so "No. 1" is three segments
+    assert cmrc2018.mixed_segmentation("No. 1") == ["no", ".", "1"]
+    assert cmrc2018.mixed_segmentation("5. 6.") == ["5", ".", "6", "."]
+    assert cmrc2018.mixed_segmentation("Mr. Smith left. He") == ["mr.", "smith", "left", ".", "he"]
+    assert cmrc2018.f1_score(["1個"], "No. 1") == pytest.approx(0.4)  # P 1/3, R 1/2
+    assert cmrc2018.f1_score(["5"], "5. 6.") == pytest.approx(0.4)  # P 1/4, R 1
+    assert cmrc2018.em_score(["5. 6."], "5. 6.") == 1.0
+
+
 def test_f1_uses_longest_common_contiguous_run_not_bag_of_tokens() -> None:
     # same four characters, but the longest shared run is 2: P = R = 2/4
     assert cmrc2018.f1_score(["北京大学"], "大学北京") == pytest.approx(0.5)
@@ -94,12 +104,14 @@ def test_squad_v1_evaluate_with_several_answers_and_a_missing_prediction() -> No
 
 
 def test_squad_v2_empty_answers_and_splits() -> None:
-    gold = {"has1": ["Paris"], "has2": ["in 1990"], "no1": [], "no2": ["a"]}  # "a" normalises to nothing
-    preds = {"has1": "Paris", "has2": "", "no1": "", "no2": "London"}
+    # "a" normalises to nothing: scored against "", but HasAns all the same (bool(answers), as evaluate-v2.0.py)
+    gold = {"has1": ["Paris"], "has2": ["in 1990"], "no1": [], "has3": ["a"]}
+    preds = {"has1": "Paris", "has2": "", "no1": "", "has3": "London"}
     r = squad.evaluate_v2(gold, preds)
-    assert r["total"] == 4 and r["HasAns_total"] == 2 and r["NoAns_total"] == 2
+    assert r["total"] == 4 and r["HasAns_total"] == 3 and r["NoAns_total"] == 1
     assert r["exact"] == 50.0 and r["f1"] == 50.0
-    assert r["HasAns_exact"] == 50.0 and r["NoAns_exact"] == 50.0
+    assert r["HasAns_exact"] == pytest.approx(100 / 3) and r["NoAns_exact"] == 100.0
+    assert squad.evaluate_v2(gold, {**preds, "has3": ""})["HasAns_exact"] == pytest.approx(200 / 3)
     assert squad.f1("", "") == 1.0 and squad.f1("", "x") == 0.0
     assert squad.f1("", "", version="1.1") == 0.0
 

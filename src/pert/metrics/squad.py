@@ -4,10 +4,14 @@ Normalisation (both versions): lower-case, drop ``string.punctuation``, drop the
 as whole words, collapse whitespace. F1 is bag-of-tokens overlap; both take the maximum over the
 gold answers.
 
-Version differences kept here: 2.0 ignores gold answers that normalise to nothing and treats a
-question without gold answers as unanswerable (gold ``[""]``); its F1 of two empty token lists is 1.
-2.0 also reports HasAns/NoAns splits and, given no-answer scores, the best null threshold
-(``find_best_threshold``, the official ``find_best_thresh``).
+Version differences kept here: 2.0 ignores gold answers that normalise to nothing and scores a
+question left without gold answers against ``""``; its F1 of two empty token lists is 1. A question
+is HasAns when its answer list is not empty (``bool(answers)``, as evaluate-v2.0.py), even if every
+answer normalises to nothing. 2.0 also reports HasAns/NoAns splits and, given no-answer
+probabilities, the best null threshold (``find_best_threshold``, the official ``find_best_thresh``):
+questions are taken in increasing probability, ties in the order of ``na_probs`` (the order of the
+official ``--na-prob-file``), so the result is the official script's also where ties make it a score
+no single threshold reaches.
 
 A question without a prediction scores 0 and counts in the total in both versions (the 1.1 script
 does this; the 2.0 script requires every prediction), and is counted in ``missing``.
@@ -81,7 +85,9 @@ def find_best_threshold(predictions: Mapping[str, str], scores: Mapping[str, flo
                         total: int | None = None) -> tuple[float, float]:
     """(best score in percent, threshold): predict "" when ``na_probs[qid] > threshold`` (official semantics).
 
-    ``scores`` holds the questions with a prediction; ``total`` (default: their number) is the denominator.
+    ``scores`` holds the questions with a prediction; questions are visited in increasing ``na_probs``,
+    ties in the mapping's order, as the official script does. ``total`` (default: their number) is
+    the denominator.
     """
     cur = best = sum(1 for q in scores if not has_ans[q])
     threshold = 0.0
@@ -102,10 +108,20 @@ def evaluate_v2(gold: Mapping[str, Sequence[str]], predictions: Mapping[str, str
                 na_probs: Mapping[str, float] | None = None,
                 na_prob_threshold: float = 1.0) -> dict[str, float]:
     """Official SQuAD 2.0: exact, f1, total, HasAns_*/NoAns_* splits, ``missing``, and with ``na_probs``
-    the ``best_exact``/``best_f1`` with their thresholds (chosen on the data scored)."""
-    has_ans = {qid: any(normalize_answer(a) for a in answers) for qid, answers in gold.items()}
+    the ``best_exact``/``best_f1`` with their thresholds (chosen on the data scored).
+
+    ``na_probs`` must name every predicted question; its order breaks ties as the official
+    ``--na-prob-file`` does.
+    """
+    has_ans = {qid: bool(answers) for qid, answers in gold.items()}
     exact, f1s = raw_scores(gold, predictions, "2.0")
-    probs = {qid: float(na_probs.get(qid, 0.0)) if na_probs else 0.0 for qid in exact}
+    if na_probs is None:
+        probs = dict.fromkeys(exact, 0.0)
+    else:
+        lacking = [q for q in exact if q not in na_probs]
+        if lacking:
+            raise ValueError(f"no null probability for {len(lacking)} predicted questions, e.g. {lacking[0]!r}")
+        probs = {q: float(p) for q, p in na_probs.items() if q in exact}
 
     def thresholded(scores: dict[str, float]) -> dict[str, float]:
         return {q: float(not has_ans[q]) if probs[q] > na_prob_threshold else s for q, s in scores.items()}

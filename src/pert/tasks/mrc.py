@@ -13,8 +13,11 @@ Options (``--task-args KEY=VALUE``): ``doc_stride``, ``max_query_len``, ``max_an
 ``null_threshold`` (SQuAD 2.0), and ``train_file``/``dev_file``/``test_file`` to name files other than
 the defaults. Training drops questions whose answer offset could not be resolved (logged with ids).
 Predictions: ``predictions_<split>.json`` is the ``{question_id: answer}`` file the official scripts
-read; the ``.jsonl`` beside it holds spans, probabilities and null odds (SQuAD 2.0 also writes
-``null_odds_<split>.json``, the official ``--na-prob-file``).
+read; the ``.jsonl`` beside it holds spans, probabilities and null odds. SQuAD 2.0 also writes
+``null_odds_<split>.json`` (the official ``--na-prob-file``) and ``predictions_nonnull_<split>.json``
+(each question's best non-null span): the official evaluate-v2.0.py gives pert's ``em``/``f1`` on
+``predictions_<split>.json`` and pert's ``best_exact``/``best_f1`` on
+``predictions_nonnull_<split>.json --na-prob-file null_odds_<split>.json``.
 """
 
 from __future__ import annotations
@@ -141,14 +144,14 @@ class MrcTask(Task):
         gold = {e.qid: e.answers for e in examples}
         preds = {e.qid: p.text for e, p in zip(examples, predictions, strict=True)}
         if self.metric == "cmrc2018":
-            r = cmrc_metric.evaluate(gold, preds)
+            r = cmrc_metric.evaluate([(e.qid, e.answers) for e in examples], preds)
             return {k: r[k] for k in ("em", "f1", "average", "total", "skip")}
         if self.metric == "squad1":
             r = squad_metric.evaluate_v1(gold, preds)
             return {"em": r["exact_match"], "f1": r["f1"], "total": r["total"]}
         r = squad_metric.evaluate_v2(gold, preds)
         spans = {e.qid: p.best_span for e, p in zip(examples, predictions, strict=True)}
-        odds = {e.qid: p.null_odds for e, p in zip(examples, predictions, strict=True)}
+        odds = {e.qid: _finite(p.null_odds) for e, p in zip(examples, predictions, strict=True)}  # as written
         best = squad_metric.evaluate_v2(gold, spans, na_probs=odds)
         out = {"em": r["exact"], "f1": r["f1"], "total": r["total"]}
         for key in ("HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1"):
@@ -173,9 +176,15 @@ class MrcTask(Task):
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         if self.with_null:
             odds = {e.qid: _finite(p.null_odds) for e, p in zip(examples, predictions, strict=True)}
-            stem = path.stem
-            name = stem.replace("predictions", "null_odds", 1) if "predictions" in stem else stem + "_na"
-            (path.parent / f"{name}.json").write_text(json.dumps(odds), encoding="utf-8")
+            spans = {e.qid: p.best_span for e, p in zip(examples, predictions, strict=True)}
+            (path.parent / f"{_sibling(path.stem, 'null_odds')}.json").write_text(json.dumps(odds), encoding="utf-8")
+            (path.parent / f"{_sibling(path.stem, 'predictions_nonnull')}.json").write_text(
+                json.dumps(spans, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _sibling(stem: str, name: str) -> str:
+    """``predictions_dev`` -> ``<name>_dev``; a stem without "predictions" gets ``_<name>`` appended."""
+    return stem.replace("predictions", name, 1) if "predictions" in stem else f"{stem}_{name}"
 
 
 def _finite(x: float) -> float:
