@@ -5,7 +5,8 @@ word pieces; its label sits on the first piece, the other pieces are ignored (-1
 than the model is cut into overlapping windows of ``max_seq_len - 2`` pieces, ``doc_stride`` pieces of
 overlap; a word's prediction is taken from the window where its first piece has the most context on
 both sides. A word with no pieces at all (a control character) is given ``[UNK]``, so every word gets
-exactly one prediction and nothing is dropped. Scored with strict entity-level P/R/F1 (seqeval).
+exactly one prediction and nothing is dropped. Scored with entity-level P/R/F1: conlleval's chunking by
+default (the official CoNLL score, seqeval's default mode), strict IOB2/IOBES with ``mode=strict``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 from transformers import BertForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from pert.metrics.ner import SCHEMES, ner_scores
+from pert.metrics.ner import MODES, SCHEMES, ner_scores
 from pert.tasks.base import IGNORE_INDEX, Task, TaskDefaults, load_model_with_head, register_task
 from pert.tasks.readers import Source, find_source, read_columns
 
@@ -76,6 +77,11 @@ class NerTask(Task):
     non_model_keys = ("example_index", "word_ids", "context")
 
     doc_stride: int = 32  # pieces of overlap between windows of a long sentence (at most half a window)
+    mode: str = "conlleval"  # entity scoring: conlleval (official CoNLL, seqeval's default) or strict
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"task {self.name}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
     # --- reading ---------------------------------------------------------------------------------
     def tag_names(self) -> list[str]:
@@ -144,7 +150,8 @@ class NerTask(Task):
         return bool(examples) and examples[0].tags is not None
 
     def compute_metrics(self, examples: Sequence[NerExample], predictions: Sequence[list[str]]) -> dict[str, float]:
-        scores = ner_scores([e.tags for e in examples], predictions, scheme=self.scheme, per_type=True)
+        scores = ner_scores([e.tags for e in examples], predictions, scheme=self.scheme, per_type=True,
+                            mode=self.mode)
         return {k: 100.0 * v for k, v in scores.items()}
 
     def save_predictions(self, examples: Sequence[NerExample], predictions: Sequence[list[str]], path: Path) -> None:
@@ -256,6 +263,7 @@ class GenericNer(NerTask):
     _types: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tagging not in SCHEMES:
             raise ValueError(f"task ner: tagging must be one of {', '.join(SCHEMES)}, got {self.tagging!r}")
         self._types = sorted(self.entity_types or [])
