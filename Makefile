@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev,tf,serve]"
+	$(BIN)/pip install --quiet -e ".[dev,tf,serve,onnx]"
 	touch $(STAMP)
 
 .PHONY: install demo test lint

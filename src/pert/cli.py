@@ -218,6 +218,7 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs)")
     p.add_argument("--show-moves", action="store_true", help="also print the moved spans, in [brackets]")
+    _add_runtime_arg(p)
 
 
 def _run_restore(args: argparse.Namespace) -> None:
@@ -229,13 +230,14 @@ def _run_restore(args: argparse.Namespace) -> None:
         if not args.output:
             raise ValueError("--input needs --output FILE")
         scores = restore_file(args.model, args.input, args.output, batch_size=args.batch_size,
-                              device=args.device, precision=args.precision)
+                              device=args.device, precision=args.precision, runtime=args.runtime)
         print(f"wrote {args.output}")
         if scores is not None:
             print(", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in scores.items()))
         return
-    restorer = Restorer(args.model, batch_size=args.batch_size, device=args.device, precision=args.precision)
+    restorer = Restorer(args.model, batch_size=args.batch_size, device=args.device, precision=args.precision,
+                        runtime=args.runtime)
     for r in restorer.restore(args.texts):
         print(r.text)
         if args.show_moves:
@@ -317,6 +319,13 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs)")
+    _add_runtime_arg(p)
+
+
+def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=["torch", "onnx"], default=None,
+                   help="torch, or onnx (onnxruntime, CPU) for a folder from `pert export onnx` "
+                        "(default: onnx for such a folder, else torch)")
 
 
 def _run_qa(args: argparse.Namespace) -> None:
@@ -324,7 +333,8 @@ def _run_qa(args: argparse.Namespace) -> None:
 
     options = {"batch_size": args.batch_size, "max_seq_len": args.max_seq_len, "doc_stride": args.doc_stride,
                "max_query_len": args.max_query_len, "max_answer_len": args.max_answer_len,
-               "null_threshold": args.null_threshold, "device": args.device, "precision": args.precision}
+               "null_threshold": args.null_threshold, "device": args.device, "precision": args.precision,
+               "runtime": args.runtime}
     if args.input:
         if args.context or args.question:
             raise ValueError("give --input FILE or --context and --question, not both")
@@ -390,9 +400,33 @@ def _run_study(args: argparse.Namespace) -> None:
         print(f"wrote {write_report(args.out, args.md)}")
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a fine-tuned QA or word-order model to ONNX (optionally int8)",
+                       description="Write an ONNX graph (torch.onnx.export, dynamic batch and length), the "
+                                   "tokenizer, config.json and pert_onnx.json (what was exported) to --out; "
+                                   "`pert qa` / `pert restore` run it with --runtime onnx (onnxruntime).")
+    p.add_argument("format", choices=["onnx"], help="target format")
+    p.add_argument("model", help="folder fine-tuned for QA (cmrc2018, drcd, squad1, squad2) or wor")
+    p.add_argument("--out", required=True, help="folder to write (must not exist, or be empty)")
+    p.add_argument("--task", choices=["qa", "wor"], default=None,
+                   help="what the folder is for (default: from its training record or its heads)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8: onnxruntime dynamic quantisation (int8 weights; faster on CPUs, slightly "
+                        "different scores)")
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from pert.convert.onnx import export_onnx
+
+    record = export_onnx(args.model, args.out, task=args.task, quantize=args.quantize)
+    diff = f"max |logit difference| vs torch on a sample: fp32 {record['max_abs_diff_fp32']:.2g}" + (
+        f", int8 {record['max_abs_diff_int8']:.2g}" if "max_abs_diff_int8" in record else "")
+    print(f"exported {record['task']} model ({record['precision']}, opset {record['opset']}) -> {args.out}; {diff}")
+
+
 # Verbs in the order `pert --help` lists them. To add one: write _add_<verb> and _run_<verb>, list it here.
 VERBS = ["demo", "vocab", "prepare", "pretrain", "finetune", "evaluate", "report", "qa", "wor-data",
-         "restore", "serve", "convert", "info", "study"]
+         "restore", "serve", "convert", "export", "info", "study"]
 
 
 def build_parser() -> argparse.ArgumentParser:

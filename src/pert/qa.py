@@ -55,17 +55,17 @@ class QuestionAnswerer:
     def __init__(self, model_dir: str | Path, *, device: str = "auto", max_seq_len: int | None = None,
                  doc_stride: int | None = None, max_query_len: int | None = None,
                  max_answer_len: int | None = None, n_best: int = 20, null_threshold: float | None = None,
-                 batch_size: int = 32, precision: str = "fp32") -> None:
+                 batch_size: int = 32, precision: str = "fp32", runtime: str | None = None) -> None:
         """Unset window options come from the folder's ``pert_training.json`` when it records them, else
         from the task's defaults (doc_stride 128, max_query_len 64, max_answer_len 30).
 
         ``precision``: ``fp32`` (default, exact), ``bf16`` (autocast: faster on GPUs and on CPUs with
         avx512_bf16 or AMX, answers may differ where two spans score almost alike) or ``fp16`` (GPUs).
+        ``runtime``: ``torch``, or ``onnx`` for a folder from ``pert export onnx`` (onnxruntime on the CPU;
+        its precision is the export's); None picks by folder (``pert.runtime``).
         """
-        from transformers import BertForQuestionAnswering
-
         from pert.hardware import bf16_supported
-        from pert.tasks.base import load_model_with_head
+        from pert.runtime import resolve_runtime
         from pert.tasks.loop import resolve_device
         from pert.text import load_tokenizer
 
@@ -74,20 +74,20 @@ class QuestionAnswerer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_dir = Path(model_dir)
+        self.runtime = resolve_runtime(self.model_dir, runtime)
         info = _training_info(self.model_dir)
-        self.device = resolve_device(device)
+        self.device = resolve_device("cpu" if self.runtime == "onnx" and device == "auto" else device)
+        if self.runtime == "onnx" and (self.device.type != "cpu" or precision != "fp32"):
+            raise ValueError("the onnx runtime runs on the CPU at the precision chosen at export "
+                             "(`pert export onnx --quantize int8`); drop --device/--precision")
         if precision == "fp16" and self.device.type == "cpu":
             raise ValueError("precision fp16 needs a GPU; use bf16 on a CPU")
         if precision == "bf16" and self.device.type == "cpu" and not bf16_supported():
             log.warning("this CPU has no avx512_bf16/AMX: bf16 autocast is likely slower than fp32")
         self.tokenizer = load_tokenizer(self.model_dir)
-        model = load_model_with_head(BertForQuestionAnswering, self.model_dir)
-        if model.pert_new_head:
-            raise ValueError(f"{self.model_dir}: no trained question-answering head (qa_outputs); fine-tune "
-                             "it first with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
-        self.model = model.to(self.device).eval()
+        self.model, self.onnx = self._load_model()
         trained = info.get("task_options") or {}
-        limit = int(model.config.max_position_embeddings)
+        limit = int(self.config.max_position_embeddings)
         default_len = info.get("max_seq_len") or (512 if info.get("task") in ("cmrc2018", "drcd") else 384)
         self.max_seq_len = min(max_seq_len or int(default_len), limit)
         self.doc_stride = doc_stride or int(trained.get("doc_stride", 128))
@@ -98,6 +98,33 @@ class QuestionAnswerer:
         if null_threshold is None and info.get("task") == "squad2":
             null_threshold = float((info.get("dev") or {}).get("best_f1_thresh", 0.0))
         self.null_threshold = null_threshold
+
+    def _load_model(self) -> tuple[Any, Any]:
+        """(torch model, None) or (None, OnnxModel); sets ``self.config``."""
+        if self.runtime == "onnx":
+            from pert.convert.hf import load_config
+            from pert.runtime import OnnxModel
+
+            self.config = load_config(self.model_dir)
+            return None, OnnxModel(self.model_dir, "qa")
+        from transformers import BertForQuestionAnswering
+
+        from pert.tasks.base import load_model_with_head
+
+        model = load_model_with_head(BertForQuestionAnswering, self.model_dir)
+        if model.pert_new_head:
+            raise ValueError(f"{self.model_dir}: no trained question-answering head (qa_outputs); fine-tune "
+                             "it first with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
+        self.config = model.config
+        return model.to(self.device).eval(), None
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(start, end) logits of one padded batch, on ``self.device``."""
+        if self.onnx is not None:
+            start, end = self.onnx.run(batch)
+            return torch.from_numpy(start), torch.from_numpy(end)
+        res = self.model(**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+        return res.start_logits, res.end_logits
 
     def logits(self, features: Sequence[dict[str, Any]],
                progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -119,11 +146,11 @@ class QuestionAnswerer:
             for b in tqdm(batches, desc="qa", unit="batch", disable=not progress or None):
                 idx = order[b:b + self.batch_size]
                 batch = pad_features([features[i] for i in idx], pad_id, drop=NON_MODEL_KEYS)
-                res = self.model(**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+                start, end = self._forward(batch)
                 rows = torch.from_numpy(idx).to(self.device, non_blocking=True)
                 w = batch["input_ids"].shape[1]
-                out[0, rows, :w] = res.start_logits.float()
-                out[1, rows, :w] = res.end_logits.float()
+                out[0, rows, :w] = start.float()
+                out[1, rows, :w] = end.float()
         host = out.cpu().numpy()
         return ([host[0, i, :n] for i, n in enumerate(lengths)], [host[1, i, :n] for i, n in enumerate(lengths)])
 

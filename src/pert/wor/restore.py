@@ -38,18 +38,30 @@ class Restorer:
     """A WOR model folder loaded once for many calls."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
-                 max_seq_len: int | None = None, precision: str = "fp32"):
+                 max_seq_len: int | None = None, precision: str = "fp32", runtime: str | None = None):
         """``precision``: fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
-        between two orders may then fall the other way)."""
-        from pert.convert.hf import load_pretraining_model
+        between two orders may then fall the other way). ``runtime``: ``torch``, or ``onnx`` for a folder
+        from ``pert export onnx`` (CPU, the export's precision); None picks by folder (``pert.runtime``)."""
+        from pert.convert.hf import load_config, load_pretraining_model
+        from pert.runtime import OnnxModel, resolve_runtime
         from pert.text.tokenizer import load_tokenizer
 
         self.model_dir = Path(model_dir)
+        self.runtime = resolve_runtime(self.model_dir, runtime)
         self.tokenizer = load_tokenizer(self.model_dir)
-        self.model = load_pretraining_model(self.model_dir, "perlm")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device).eval()
-        limit = self.model.config.max_position_embeddings
+        self.model, self.onnx = None, None
+        if self.runtime == "onnx":
+            if (device not in (None, "cpu", "auto")) or precision != "fp32":
+                raise ValueError("the onnx runtime runs on the CPU at the precision chosen at export "
+                                 "(`pert export onnx --quantize int8`); drop --device/--precision")
+            self.device = torch.device("cpu")
+            self.onnx = OnnxModel(self.model_dir, "wor")
+            limit = load_config(self.model_dir).max_position_embeddings
+        else:
+            self.model = load_pretraining_model(self.model_dir, "perlm")
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.model.to(self.device).eval()
+            limit = self.model.config.max_position_embeddings
         self.max_seq_len = min(max_seq_len or limit, limit)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -88,8 +100,11 @@ class Restorer:
             for b, i in enumerate(batch):
                 input_ids[b, :len(ids[i]) + 2] = torch.tensor([tok.cls_token_id, *ids[i], tok.sep_token_id])
                 mask[b, :len(ids[i]) + 2] = 1
-            with autocast(self.device, self.precision):
-                logits = self.model.position_logits(input_ids.to(self.device), mask.to(self.device))
+            if self.onnx is not None:
+                logits = torch.from_numpy(self.onnx.run({"input_ids": input_ids, "attention_mask": mask})[0])
+            else:
+                with autocast(self.device, self.precision):
+                    logits = self.model.position_logits(input_ids.to(self.device), mask.to(self.device))
             perms = decode_batch(logits, [len(ids[i]) for i in batch])
             for b, i in enumerate(batch):
                 tokens = tok.convert_ids_to_tokens(enc["input_ids"][i])

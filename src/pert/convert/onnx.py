@@ -1,0 +1,222 @@
+"""Export a fine-tuned QA or word-order-restoration folder to ONNX, optionally int8: ``pert export onnx``.
+
+    pert export onnx runs/squad/seed-1/best --out squad-onnx --quantize int8
+    pert qa --model squad-onnx --runtime onnx --context "..." --question "..."
+
+The graph comes from torch's own exporter (``torch.onnx.export(dynamo=True)``: ``torch.export`` then
+onnxscript), with dynamic batch and sequence axes. Optimum was not used: its ONNX exporter
+(``optimum-onnx`` 0.1) requires transformers < 4.58, and pert runs on transformers 5. int8 is
+onnxruntime's dynamic quantisation (``quantize_dynamic``: int8 weights, activations quantised per batch
+at run time), which needs no calibration data.
+
+The output folder holds ``model.onnx``, the tokenizer, ``config.json``, the source's
+``pert_training.json`` (QA window settings) and ``pert_onnx.json``: what was exported, from where, with
+which versions, and the largest difference from the torch model measured on a sample batch. The fp32
+export must match torch within ``FP32_TOLERANCE`` or nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pert.runtime import RECORD
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+TASKS = {"qa": (("input_ids", "attention_mask", "token_type_ids"), ("start_logits", "end_logits")),
+         "wor": (("input_ids", "attention_mask"), ("position_logits",))}
+QA_TASKS = ("cmrc2018", "drcd", "squad1", "squad2")
+FP32_TOLERANCE = 1e-3  # largest |onnx - torch| logit allowed for an fp32 export (float32 noise is ~1e-5)
+
+
+class _QaGraph(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return out.start_logits, out.end_logits
+
+
+class _WorGraph(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.position_logits(input_ids, attention_mask)
+
+
+def detect_task(model_dir: Path) -> str:
+    """``qa`` or ``wor`` from the folder's training record, else from the heads its weights hold."""
+    from pert.convert.info import model_info
+
+    training = model_info(model_dir)
+    task = (training.training or {}).get("task")
+    if task in QA_TASKS:
+        return "qa"
+    if task == "wor":
+        return "wor"
+    heads = training.heads
+    if "QA" in heads and "PerLM" not in heads:
+        return "qa"
+    if "PerLM" in heads and "QA" not in heads:
+        return "wor"
+    raise ValueError(f"{model_dir}: cannot tell what to export (heads: {', '.join(heads) or 'none'}); "
+                     "give --task qa (a BertForQuestionAnswering head) or --task wor (the PerLM pointer head)")
+
+
+def _load(model_dir: Path, task: str) -> torch.nn.Module:
+    from pert.convert.info import model_info
+
+    heads = model_info(model_dir).heads
+    if task == "qa":
+        if "QA" not in heads:
+            raise ValueError(f"{model_dir}: no trained question-answering head (qa_outputs) to export")
+        from transformers import BertForQuestionAnswering
+
+        from pert.tasks.base import load_model_with_head
+
+        model = load_model_with_head(BertForQuestionAnswering, model_dir)
+        if model.pert_new_head:
+            raise ValueError(f"{model_dir}: no trained question-answering head (qa_outputs) to export")
+        return _QaGraph(model).eval()
+    if "PerLM" not in heads:
+        raise ValueError(f"{model_dir}: no PerLM head (perlm_head.*) to export for word-order restoration")
+    from pert.convert.hf import load_pretraining_model
+
+    return _WorGraph(load_pretraining_model(model_dir, "perlm")).eval()
+
+
+def sample_inputs(tokenizer: Any, task: str, batch: int = 2, length: int = 24) -> dict[str, np.ndarray]:
+    """A padded batch of real text (the last row shorter) in the graph's input layout (int64)."""
+    words = "the model reads this sample sentence 这是一个用来检查导出的句子".split() * length
+    rows = [" ".join(words[: max(length - 4 * i, 2)]) for i in range(batch)]
+    if task == "qa":
+        enc = tokenizer(["what does it read?"] * batch, rows, truncation="only_second", max_length=length,
+                        padding="longest", return_tensors="np")
+    else:
+        enc = tokenizer(rows, truncation=True, max_length=length, padding="longest", return_tensors="np")
+    return {k: enc[k].astype(np.int64) for k in TASKS[task][0]}
+
+
+def _torch_outputs(graph: torch.nn.Module, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    with torch.inference_mode():
+        out = graph(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+    return [t.float().numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+
+def max_difference(a: list[np.ndarray], b: list[np.ndarray], mask: np.ndarray) -> float:
+    """Largest |a - b| over the real (unpadded) positions; -inf entries (masked pointers) must agree."""
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        keep = mask.astype(bool)
+        while keep.ndim < x.ndim:  # pointer logits (B, L, L): real queries and real targets
+            keep = keep[..., None] & mask.astype(bool)[:, None, :]
+        fx, fy = np.where(keep, x, 0.0), np.where(keep, y, 0.0)
+        if not np.array_equal(np.isfinite(fx), np.isfinite(fy)):
+            return float("inf")
+        finite = np.isfinite(fx)
+        worst = max(worst, float(np.abs(fx[finite] - fy[finite]).max(initial=0.0)))
+    return worst
+
+
+def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
+                quantize: str | None = None) -> dict[str, Any]:
+    """Export ``model_dir`` to the folder ``out`` (which must not exist or be empty); returns the record."""
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401 (torch's dynamo exporter needs it)
+    except ImportError as e:
+        raise ValueError(f"pert export onnx needs {e.name}: pip install 'pert[onnx]'") from e
+    from torch.export import Dim
+
+    from pert.runtime import onnx_session
+    from pert.text import load_tokenizer
+
+    model_dir, out = Path(model_dir), Path(out)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: no such model folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out}: already exists and is not empty; remove it or choose another --out")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be int8 or none, got {quantize!r}")
+    task = task or detect_task(model_dir)
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    inputs, outputs = TASKS[task]
+    tokenizer = load_tokenizer(model_dir)
+    graph = _load(model_dir, task)
+    max_len = int(graph.model.config.max_position_embeddings)
+    batch, seq = Dim("batch"), Dim("sequence", min=2, max=max_len)
+    trace = sample_inputs(tokenizer, task, batch=2, length=16)
+    check = sample_inputs(tokenizer, task, batch=3, length=min(40, max_len))  # other shapes than the trace
+
+    tmp = out.with_name(out.name + ".tmp-export")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        program = torch.onnx.export(graph, kwargs={k: torch.from_numpy(v) for k, v in trace.items()},
+                                    dynamo=True, input_names=list(inputs), output_names=list(outputs),
+                                    dynamic_shapes={k: {0: batch, 1: seq} for k in inputs}, verbose=False)
+        program.save(str(tmp / MODEL_FILE))
+        expected = _torch_outputs(graph, check)
+        fp32_diff = max_difference(expected, onnx_session(tmp / MODEL_FILE).run(None, check),
+                                   check["attention_mask"])
+        if not fp32_diff <= FP32_TOLERANCE:
+            raise ValueError(f"{model_dir}: the exported graph differs from the torch model by {fp32_diff:.3g} "
+                             f"(more than {FP32_TOLERANCE}); nothing written")
+        record: dict[str, Any] = {
+            "format": "pert-onnx", "version": 1, "task": task, "model_file": MODEL_FILE,
+            "precision": "int8" if quantize else "fp32", "inputs": list(inputs), "outputs": list(outputs),
+            "source": str(model_dir), "exporter": "torch.onnx.export(dynamo=True)",
+            "opset": _opset(tmp / MODEL_FILE), "max_abs_diff_fp32": fp32_diff,
+            "versions": {"torch": torch.__version__, "onnx": version("onnx"),
+                         "onnxruntime": onnxruntime.__version__, "transformers": version("transformers")},
+        }
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            fp32 = tmp / "model.fp32.onnx"
+            os.replace(tmp / MODEL_FILE, fp32)
+            for data in tmp.glob(MODEL_FILE + ".data"):  # external weights of a > 2 GB model
+                os.replace(data, tmp / "model.fp32.onnx.data")
+            quantize_dynamic(fp32, tmp / MODEL_FILE, weight_type=QuantType.QInt8)
+            for f in tmp.glob("model.fp32.onnx*"):
+                f.unlink()
+            record["quantization"] = "onnxruntime.quantization.quantize_dynamic, QInt8 weights, per tensor"
+            record["max_abs_diff_int8"] = max_difference(
+                expected, onnx_session(tmp / MODEL_FILE).run(None, check), check["attention_mask"])
+        from pert.text.tokenizer import save_tokenizer
+
+        save_tokenizer(tokenizer, tmp)
+        graph.model.config.save_pretrained(tmp)
+        for name in ("pert_training.json",):
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, tmp / name)
+        (tmp / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return record
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
