@@ -76,11 +76,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(task: str, model: Path, batching: bool) -> tuple[subprocess.Popen, int]:
+def start_server(task: str, model: Path, batching: bool, threads: int | None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     flag = {"qa": "--qa", "restore": "--wor"}[task]
     extra = [] if batching else ["--max-batch", "1", "--batch-wait-ms", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.Popen([sys.executable, "-m", "pert.cli", "serve", flag, str(model), "--port", str(port),
                              *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
@@ -152,16 +154,19 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--server-threads", type=int, default=None,
+                    help="torch threads of the server (OMP_NUM_THREADS; default: torch's, one per core). On a "
+                         "machine busy with other work, 1 avoids threads waiting on each other")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; {args.clients} clients, "
-          f"{args.seconds:.0f} s per run")
+          f"{args.seconds:.0f} s per run; server threads: {args.server_threads or 'default'}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp), args.data_root)
         for task in args.tasks:
             bodies = payloads(task, args.data_root)
             for batching in (True, False):
-                proc, port = start_server(task, models[task], batching)
+                proc, port = start_server(task, models[task], batching, args.server_threads)
                 try:
                     for body in bodies[:3]:  # warm-up
                         request(port, "POST", {"qa": "/v1/qa", "restore": "/v1/restore"}[task], body)
