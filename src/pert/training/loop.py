@@ -39,7 +39,7 @@ from pert.objectives.perlm import KEPT, SHUFFLED
 from pert.optim import adamw
 from pert.scalars import ScalarWriter
 from pert.text.tokenizer import load_tokenizer
-from pert.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from pert.training.checkpoint import latest_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
 from pert.training.config import PretrainConfig
 from pert.training.data import PretrainData
 
@@ -145,16 +145,17 @@ def pretrain(cfg: PretrainConfig) -> dict:
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    step = 0
+    step, done = 0, {"tokens": 0.0, "seconds": 0.0}  # what earlier sessions of this run did
     if not cfg.resume and latest_checkpoint(out) is not None:
         raise ValueError(f"{out} already holds checkpoints of a run; pass --resume to continue it, "
                          "or choose another --out")
     if cfg.resume:
-        ckpt = latest_checkpoint(out)
+        ckpt = resolve_resume(accelerator, out)
         if ckpt is None:
             log.warning("--resume: no checkpoint in %s/checkpoints; starting from step 0", out)
         else:
-            step = load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
+            step, loop_state, _ = load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
+            done.update({k: float(v) for k, v in loop_state.items() if k in done})
             log.info("resumed from %s (step %d)", ckpt, step)
     main = accelerator.is_main_process
     writer = None
@@ -174,11 +175,18 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
     batches = data.train(start=step * cfg.grad_accum)
     meter = Meter(accelerator.device)
-    tokens = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    # tokens of the whole run: the earlier sessions' count sits on the main process, summed over all when read
+    tokens = torch.full((), done["tokens"] if accelerator.is_main_process else 0.0, device=accelerator.device,
+                        dtype=torch.float64)
     history: list[dict] = []
     last_eval: dict = {}
     t0 = t_log = time.perf_counter()
-    tokens_at_log = 0.0
+    tokens_at_log = done["tokens"]
+
+    def save() -> None:
+        total = accelerator.reduce(tokens.clone(), reduction="sum").item()
+        save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last,
+                        state={"tokens": total, "seconds": done["seconds"] + time.perf_counter() - t0})
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not main, desc="pretrain", dynamic_ncols=True)
     model.train()
     try:
@@ -217,7 +225,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 if main:
                     _log(writer, out, "eval", last_eval, step)
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
-                save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last)
+                save()
             timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > cfg.max_minutes * 60
             # checked on log steps only: across processes it costs a synchronisation
             if step % cfg.log_every == 0 and _any(accelerator, bool(stop["signal"]) or timed_out):
@@ -225,16 +233,16 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 break
     except KeyboardInterrupt:
         log.warning("interrupted at step %d: writing a checkpoint before exiting", step)
-        save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last)
+        save()
         raise
     finally:
         bar.close()
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGTERM, old_handler)
 
-    save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last)
+    save()
     last_eval = evaluate(model, data, accelerator, cfg.objective)
-    elapsed = time.perf_counter() - t0
+    elapsed = done["seconds"] + time.perf_counter() - t0  # training time of the whole run, all sessions
     total_tokens = accelerator.reduce(tokens.clone(), reduction="sum").item()
     # every process must end with the same weights; a mismatch means the replicas diverged
     checksum = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
