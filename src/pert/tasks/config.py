@@ -45,6 +45,9 @@ class FinetuneConfig:
     device: str = field("auto", help="auto, cpu, cuda, cuda:N or mps")
     precision: str = field("fp32", help="fp32, bf16 or fp16 (mixed precision autocast)")
     log_every: int = field(50, help="log the training loss every N steps")
+    save_every: int = field(0, help="checkpoint every N steps (0: at every dev evaluation)")
+    resume: bool = field(False, help="continue interrupted seeds from their checkpoints in --out; skip "
+                                     "finished seeds")
 
     def __post_init__(self) -> None:
         for name in ("task", "model", "data", "out"):
@@ -60,7 +63,7 @@ class FinetuneConfig:
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
         check(self.grad_accum >= 1, "grad_accum", "must be >= 1")
-        for name in ("max_steps", "eval_steps", "max_train_examples", "max_eval_examples"):
+        for name in ("max_steps", "eval_steps", "max_train_examples", "max_eval_examples", "save_every"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
         bad = [s for s in self.eval_splits if s not in ("dev", "test")]
         check(not bad, "eval_splits", f"must name dev and/or test, got {bad}")

@@ -6,10 +6,14 @@
 Per seed: seed everything -> build the model -> AdamW (no decay on biases/LayerNorm), linear warm-up
 then linear decay -> evaluate on dev every ``eval_steps`` (or each epoch), keep the best state by the
 task's main metric -> score the best state on dev and test (when labelled) -> save it as a Hugging
-Face folder. Run folder layout::
+Face folder. Training runs on Accelerate (one or several processes, one precision path) and checkpoints
+like pre-training (``pert.training.checkpoint``); ``--resume`` continues an interrupted seed and skips
+finished ones. A seed's data order, dropout and initialisation follow from the seed alone: on CPU two runs
+of one config give identical weights and scores. Run folder layout::
 
     OUT/run.json                  exact resolved config, task options, versions (repeatable)
-    OUT/seed-N/metrics.json       best step, dev/test metrics, the dev history
+    OUT/seed-N/metrics.json       best step, dev/test metrics, the dev history (written last: seed finished)
+    OUT/seed-N/checkpoints/       while the seed trains: its latest checkpoints (removed when it finishes)
     OUT/seed-N/best/              best checkpoint (config.json, model.safetensors, tokenizer files)
     OUT/seed-N/predictions_*.jsonl
     OUT/seed-N/tensorboard/       loss, learning rate, dev metrics
@@ -23,8 +27,11 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import platform
 import random
+import shutil
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +48,7 @@ from pert.optim import adamw
 from pert.scalars import ScalarWriter
 from pert.tasks.base import Task, get_task
 from pert.tasks.config import FinetuneConfig
+from pert.training.checkpoint import checkpoint_dirs
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +200,31 @@ def _version() -> str:
         return "unknown"
 
 
+def make_accelerator(device: str, precision: str, **kwargs: Any) -> Any:
+    """The Accelerator of a fine-tuning run: ``--device`` picks the hardware (``accelerate launch`` or
+    ``torchrun`` the processes), ``--precision`` the mixed-precision mode."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev.index)
+    AcceleratorState._reset_state()  # the precision of an earlier run in this process must not stick
+    # heads that a task does not use (a pooler, an MLM decoder) get no gradient: DDP must not wait for them
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=dev.type == "cpu",
+                       kwargs_handlers=[ddp], **kwargs)
+
+
 @locks_output  # one run per --out
 def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Fine-tune ``cfg.task`` for every seed; returns the run summary also written to ``OUT/results.json``."""
+    """Fine-tune ``cfg.task`` for every seed; returns the run summary also written to ``OUT/results.json``.
+
+    Runs on Accelerate: one process, or several (``accelerate launch`` / ``torchrun``; ``--batch-size`` is
+    per process). Each seed checkpoints at every dev evaluation (and on SIGTERM or Ctrl-C) into
+    ``OUT/seed-N/checkpoints``; ``--resume`` continues an interrupted seed there and skips finished ones.
+    """
     from pert.report import write_run_report
     from pert.text import load_tokenizer
 
@@ -205,7 +235,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"--model {model_dir}: not a model folder (no config.json)")
     if not data_dir.is_dir():
         raise FileNotFoundError(f"--data {data_dir}: no such folder")
-    device = resolve_device(cfg.device)
+    accelerator = make_accelerator(cfg.device, cfg.precision)
     tokenizer = load_tokenizer(model_dir)
 
     train = task.read(data_dir, "train")
@@ -222,80 +252,188 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     train_features = task.encode(train, tokenizer, cfg.max_seq_len)
     eval_features = {s: task.encode(e, tokenizer, cfg.max_seq_len) for s, e in splits.items() if e is not None}
 
-    out.mkdir(parents=True, exist_ok=True)
     record = run_record(cfg, task)
-    (out / "run.json").write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    if cfg.resume:
+        _check_same_run(out, record)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "run.json", record)
+    accelerator.wait_for_everyone()
     seeds = []
     for seed in cfg.seeds:
-        result = _train_seed(cfg, task, seed, tokenizer, device, train_features, splits, eval_features, out)
-        (out / f"seed-{seed}" / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        seed_dir = out / f"seed-{seed}"
+        if cfg.resume and (seed_dir / "metrics.json").is_file():
+            log.info("seed %d finished in an earlier session (%s); skipped", seed, seed_dir / "metrics.json")
+            seeds.append(json.loads((seed_dir / "metrics.json").read_text("utf-8")))
+            continue
+        if not cfg.resume and checkpoint_dirs(seed_dir):
+            raise ValueError(f"{seed_dir} holds checkpoints of an interrupted run; pass --resume to continue "
+                             "it, or choose another --out")
+        result = _train_seed(cfg, task, seed, tokenizer, accelerator, train_features, splits, eval_features, out)
+        if accelerator.is_main_process:
+            _write_json(seed_dir / "metrics.json", result)  # last: its presence marks the seed finished
+            shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
+        accelerator.wait_for_everyone()
         seeds.append(result)
+    if not accelerator.is_main_process:
+        return {**record, "seeds": seeds}
     return write_run_report(out, record, seeds)
 
 
-def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, device: torch.device,
+# options that may differ between the sessions of one run: they change neither the data nor the arithmetic
+_SESSION_OPTIONS = ("resume", "seeds", "device", "log_every")
+
+
+def _check_same_run(out: Path, record: dict[str, Any]) -> None:
+    try:
+        before = json.loads((out / "run.json").read_text("utf-8"))["config"]
+    except (OSError, ValueError, KeyError):
+        return  # nothing recorded yet: the run had not started
+    now = record["config"]
+    changed = [k for k in now if k not in _SESSION_OPTIONS and before.get(k) != now[k]]
+    if changed:
+        raise ValueError(f"--resume: {out}/run.json was written with other options: "
+                         + ", ".join(f"{k}={before.get(k)!r} (now {now[k]!r})" for k in changed)
+                         + "; resume with the same options or choose another --out")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class _TaskLoss(torch.nn.Module):
+    """The task's loss as the module's forward, so that DDP (which syncs gradients in forward/backward)
+    sees a task that calls the model other than by ``model(**batch)``."""
+
+    def __init__(self, task: Task, model: torch.nn.Module):
+        super().__init__()
+        self.task, self.model = task, model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.task.loss(self.model, batch)
+
+
+class TrainOrder:
+    """The training micro-batches of one process, addressable by position (so a resumed seed continues
+    exactly): epoch e is a permutation drawn from a generator seeded by (seed, e) alone, cut into batches;
+    process r of w takes batches r, r + w, ...; ``--group-by-length`` orders it with transformers'
+    LengthGroupedSampler (shuffled mega-batches, each sorted by length) on the same generator."""
+
+    def __init__(self, features: Sequence[dict[str, Any]], batch_size: int, seed: int, group_by_length: bool,
+                 rank: int = 0, world: int = 1):
+        self.lengths = [len(f["input_ids"]) for f in features]
+        self.batch_size, self.seed, self.group, self.rank, self.world = batch_size, seed, group_by_length, rank, world
+        self.per_epoch = math.ceil(len(features) / batch_size) // world
+        if self.per_epoch == 0:
+            raise ValueError(f"{len(features)} training features cannot fill one batch per process "
+                             f"({world} processes)")
+        self._cached: tuple[int, list[int]] = (-1, [])
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        if self._cached[0] != epoch:
+            gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+            if self.group:
+                order = list(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=gen))
+            else:
+                order = torch.randperm(len(self.lengths), generator=gen).tolist()
+            self._cached = (epoch, order)
+        return self._cached[1]
+
+    def indices(self, micro: int) -> list[int]:
+        """Feature indices of this process's micro-batch number ``micro`` (counted over all epochs)."""
+        epoch, k = divmod(micro, self.per_epoch)
+        start = (k * self.world + self.rank) * self.batch_size
+        return self.epoch_order(epoch)[start:start + self.batch_size]
+
+
+def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, accelerator: Any,
                 train_features: list[dict[str, Any]], splits: dict[str, list[Any] | None],
                 eval_features: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, Any]:
     from pert.convert.hf import save_model_folder
+    from pert.training.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+    from pert.training.loop import _any
 
     seed_dir = out / f"seed-{seed}"
-    seed_dir.mkdir(parents=True, exist_ok=True)
+    main, device = accelerator.is_main_process, accelerator.device
+    if main:
+        seed_dir.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
-    model = task.build_model(Path(cfg.model)).to(device)
-    gen = torch.Generator().manual_seed(seed)
-    # --group-by-length: transformers' own sampler (shuffled mega-batches, each sorted by length)
-    sampler = LengthGroupedSampler(cfg.batch_size, lengths=[len(f["input_ids"]) for f in train_features],
-                                   generator=gen) if cfg.group_by_length else None
-    loader = torch.utils.data.DataLoader(train_features, batch_size=cfg.batch_size, shuffle=sampler is None,
-                                         sampler=sampler, generator=gen,
-                                         collate_fn=lambda f: task.collate(f, tokenizer))
-    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    model = task.build_model(Path(cfg.model))
+    order = TrainOrder(train_features, cfg.batch_size, seed, cfg.group_by_length, accelerator.process_index,
+                       accelerator.num_processes)
+    steps_per_epoch = math.ceil(order.per_epoch / cfg.grad_accum)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    trainer, optimizer = accelerator.prepare(_TaskLoss(task, model), optimizer)
     eval_every = cfg.eval_steps or steps_per_epoch
-    writer = ScalarWriter(seed_dir / "tensorboard")
+    writer = ScalarWriter(seed_dir / "tensorboard") if main else None
     dev_examples, dev_features = splits.get("dev"), eval_features.get("dev")
     can_select = dev_examples is not None and task.has_labels(dev_examples)
 
+    step, earlier_seconds = 0, 0.0
     best: dict[str, Any] = {"score": -math.inf, "step": 0, "state": None}
     history: list[dict[str, Any]] = []
+    if cfg.resume:
+        ckpt = resolve_resume(accelerator, seed_dir)
+        if ckpt is not None:
+            step, state, tensors = load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
+            history, earlier_seconds = state["history"], state["seconds"]
+            best.update(score=state["best_score"], step=state["best_step"], state=tensors or None)
+            log.info("seed %d: resumed from %s (step %d of %d)", seed, ckpt, step, total)
+
+    t0 = time.time()
+
+    def checkpoint() -> None:
+        state = {"history": history, "best_score": best["score"], "best_step": best["step"],
+                 "seconds": earlier_seconds + time.time() - t0}
+        save_checkpoint(accelerator, model, optimizer, scheduler, step, seed_dir, dataclasses.asdict(cfg),
+                        keep_last=2, state=state, tensors=best["state"])
 
     def dev_eval(step: int) -> None:
         if not can_select:
             return
+        # every process scores all of dev: all then agree on the best state without exchanging predictions
         metrics, predictions = score(task, model, tokenizer, dev_examples, dev_features, cfg.eval_batch_size,
                                      device, cfg.precision, f"dev @{step}")
         history.append({"step": step, **metrics})
-        for k, v in metrics.items():
-            writer.add_scalar(f"dev/{k}", v, step)
+        if writer:
+            for k, v in metrics.items():
+                writer.add_scalar(f"dev/{k}", v, step)
         log.info("seed %d step %d/%d dev: %s", seed, step, total, _fmt(metrics))
         if metrics[task.main_metric] > best["score"]:
             best.update(score=metrics[task.main_metric], step=step, dev=(metrics, predictions),
                         state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
         model.train()
 
-    log.info("seed %d: %d steps (%d per epoch), lr %g, batch %d, max_seq_len %d, device %s", seed, total,
-             steps_per_epoch, cfg.lr, cfg.batch_size, cfg.max_seq_len, device)
-    step, micro, t0 = 0, 0, time.time()
+    log.info("seed %d: %d steps (%d per epoch), lr %g, batch %d x %d processes, max_seq_len %d, %s, precision %s",
+             seed, total, steps_per_epoch, cfg.lr, cfg.batch_size, accelerator.num_processes, cfg.max_seq_len,
+             device, cfg.precision)
+    stop = {"signal": None}
+    old_handler = signal.getsignal(signal.SIGTERM)
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal="SIGTERM"))
+    micro = step * cfg.grad_accum
     model.train()
-    bar = tqdm(total=total, desc=f"{task.name} seed {seed}", disable=None)
-    while step < total:
-        for batch in loader:
-            with autocast(device, cfg.precision):
-                loss = task.loss(model, _to(batch, device)) / cfg.grad_accum
-            scaler.scale(loss).backward()
+    bar = tqdm(total=total, initial=step, desc=f"{task.name} seed {seed}", disable=None if main else True)
+    try:
+        while step < total:
+            batch = _to(task.collate([train_features[i] for i in order.indices(micro)], tokenizer), device)
             micro += 1
-            if micro % cfg.grad_accum:
+            sync = micro % cfg.grad_accum == 0
+            with contextlib.nullcontext() if sync else accelerator.no_sync(trainer):
+                loss = trainer(batch) / cfg.grad_accum
+                accelerator.backward(loss)
+            if not sync:
                 continue
             if cfg.max_grad_norm:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -304,16 +442,34 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
                 value = loss.item() * cfg.grad_accum
                 if not math.isfinite(value):
                     raise RuntimeError(f"seed {seed} step {step}: loss is {value}; lower --lr or use --precision fp32")
-                writer.add_scalar("train/loss", value, step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                if writer:
+                    writer.add_scalar("train/loss", value, step)
+                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 log.debug("seed %d step %d loss %.4f (%.1f s)", seed, step, value, time.time() - t0)
                 bar.set_postfix(loss=f"{value:.4f}")
-            if step % eval_every == 0 or step == total:
+            evaluated = step % eval_every == 0 or step == total
+            if evaluated:
                 dev_eval(step)
-            if step >= total:
-                break
-    bar.close()
-    train_seconds = time.time() - t0
+            if step < total and ((cfg.save_every and step % cfg.save_every == 0)
+                                 or (not cfg.save_every and evaluated)):
+                checkpoint()
+            # checked on log steps only when several processes run: agreeing costs a synchronisation
+            if (accelerator.num_processes == 1 or step % cfg.log_every == 0) and step < total \
+                    and _any(accelerator, bool(stop["signal"])):
+                log.warning("seed %d: %s at step %d: writing a checkpoint; continue with --resume",
+                            seed, stop["signal"], step)
+                checkpoint()
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        if not stop["signal"]:
+            log.warning("seed %d interrupted at step %d: writing a checkpoint; continue with --resume", seed, step)
+            checkpoint()
+        raise
+    finally:
+        bar.close()
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, old_handler)
+    train_seconds = earlier_seconds + time.time() - t0
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     else:
@@ -321,7 +477,9 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
         log.warning("%s: no labelled dev split; keeping the final checkpoint (step %d)", task.name, step)
 
     result: dict[str, Any] = {"seed": seed, "best_step": best["step"], "steps": step,
-                              "train_seconds": round(train_seconds, 1)}
+                              "train_seconds": round(train_seconds, 1),
+                              "processes": accelerator.num_processes,
+                              "replica_sha256": _replica_hashes(accelerator, model)}
     for split in cfg.eval_splits:
         examples = splits.get(split)
         if examples is None:
@@ -333,15 +491,33 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, devi
                                          cfg.eval_batch_size, device, cfg.precision, split)
         if metrics is not None:
             result[split] = metrics
-            for k, v in metrics.items():
-                writer.add_scalar(f"best_{split}/{k}", v, best["step"])
-        if cfg.save_predictions:
+            if writer:
+                for k, v in metrics.items():
+                    writer.add_scalar(f"best_{split}/{k}", v, best["step"])
+        if cfg.save_predictions and main:
             task.save_predictions(examples, predictions, seed_dir / f"predictions_{split}.jsonl")
         log.info("seed %d best (step %d) %s: %s", seed, best["step"], split, _fmt(metrics))
     result["dev_history"] = history
-    writer.close()
-    if cfg.save_model:
+    if writer:
+        writer.close()
+    if cfg.save_model and main:
         info = {"task": task.name, "seed": seed, "best_step": best["step"], "base_model": str(cfg.model),
                 **{s: result[s] for s in ("dev", "test") if s in result}}
         save_model_folder(model, tokenizer, seed_dir / "best", training_info=info)
     return result
+
+
+def _replica_hashes(accelerator: Any, model: torch.nn.Module) -> list[str]:
+    """SHA-256 of the kept weights on every process (one entry each): equal when the replicas agree."""
+    import hashlib
+
+    from accelerate.utils import gather_object
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digests = gather_object([h.hexdigest()]) if accelerator.num_processes > 1 else [h.hexdigest()]
+    if len(set(digests)) > 1:
+        log.error("the %d processes hold different weights: %s", len(digests), digests)
+    return digests

@@ -1,0 +1,319 @@
+"""Faults in training and checkpointing: kill -9 then --resume, corrupted checkpoints, a full disk, and
+reproducible fine-tuning (docs/reliability.md, "Training and checkpoints", points at these tests)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pert.cli import main
+from pert.corpus.prepare import PrepareConfig, prepare
+from pert.tasks import FinetuneConfig, finetune
+from pert.text.vocab import build_vocab
+from pert.training import checkpoint as ckpt_mod
+from pert.training.checkpoint import checkpoint_dirs, verify_checkpoint
+from pert.training.config import PretrainConfig
+from pert.training.loop import pretrain
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, peoples_daily_tagged) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    lines = ["".join(t.rsplit("/", 1)[0] for t in line.split())
+             for line in peoples_daily_tagged.read_text(encoding="utf-8").splitlines()[:400]]
+    text = root / "pd.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    build_vocab(lines, root / "vocab.txt", vocab_size=2000)
+    prepare(PrepareConfig(out=str(root / "prepared"), vocab=str(root / "vocab.txt"), inputs=[str(text)], workers=1))
+    return root / "prepared"
+
+
+PRETRAIN_ARGS = dict(preset="tiny", max_seq_len=32, batch_size=4, max_steps=6, lr=1e-3, warmup_steps=2,
+                     save_every=3, eval_every=0, log_every=1, eval_sequences=8, precision="fp32", num_workers=0,
+                     keep_last=3)
+
+
+def pt_config(data: Path, out: Path, **kw) -> PretrainConfig:
+    return PretrainConfig(data=str(data), out=str(out), **{**PRETRAIN_ARGS, **kw})
+
+
+def cli_args(args: dict) -> list[str]:
+    out = []
+    for k, v in args.items():
+        flag = f"--{k.replace('_', '-')}"
+        if isinstance(v, bool):
+            out.append(flag if v else f"--no-{k.replace('_', '-')}")
+        else:
+            out += [flag, *(map(str, v) if isinstance(v, list) else [str(v)])]
+    return out
+
+
+def same_weights(a: Path, b: Path) -> None:
+    x, y = load_file(a), load_file(b)
+    assert x.keys() == y.keys()
+    for k in x:
+        assert torch.equal(x[k], y[k]), k
+
+
+def kill9_when(cmd: list[str], ready, timeout: float = 300) -> None:
+    """Start ``cmd``, SIGKILL it as soon as ``ready()`` holds; fails if it ends first."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert proc.poll() is None, f"ended before the kill: {proc.stderr.read()[-2000:]}"
+            assert time.time() < deadline, "timed out waiting to kill"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted 6-step run: checkpoints at steps 3 and 6."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    return out, pretrain(pt_config(corpus, out))
+
+
+def resume_from(reference_out: Path, out: Path, damage=None) -> Path:
+    """Copy the reference's checkpoints into ``out``, let ``damage`` spoil the newest one."""
+    shutil.copytree(reference_out / "checkpoints", out / "checkpoints")
+    newest = checkpoint_dirs(out)[-1]
+    if damage:
+        damage(newest)
+    return newest
+
+
+# --- pre-training -------------------------------------------------------------------------------------------
+
+def test_kill9_during_pretrain_then_resume_ends_bit_identical(corpus, tmp_path):
+    steps = dict(PRETRAIN_ARGS, max_steps=120, save_every=2, warmup_steps=5)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "pert.cli", "pretrain", "--data", str(corpus), "--out", str(out),
+           *cli_args(steps)]
+    kill9_when(cmd, lambda: len(checkpoint_dirs(out)) >= 2)
+    resumed = pretrain(pt_config(corpus, out, **{**steps, "resume": True}))
+    full = pretrain(pt_config(corpus, tmp_path / "full", **steps))
+    same_weights(out / "final" / "model.safetensors", tmp_path / "full" / "final" / "model.safetensors")
+    assert resumed["steps"] == 120 and resumed["eval"] == full["eval"]
+    # summary.json counts the tokens of the whole run, not only those since the resume
+    assert resumed["tokens"] == full["tokens"]
+    assert json.loads((out / "summary.json").read_text())["tokens"] == full["tokens"]
+    assert not list((out / "checkpoints").glob(".tmp*"))
+
+
+def _truncate(folder: Path) -> None:
+    f = folder / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def _garbage_in_tensor_data(folder: Path) -> None:
+    """4 KB of random bytes inside the tensor data: the file keeps its size and its header parses."""
+    f = folder / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    start = len(data) // 2
+    data[start:start + 4096] = os.urandom(4096)
+    f.write_bytes(bytes(data))
+
+
+def _garbage_in_optimizer(folder: Path) -> None:
+    f = folder / "trainer_state.pt"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = os.urandom(4096)
+    f.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage_in_tensor_data, _garbage_in_optimizer])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(corpus, reference, tmp_path, caplog, damage):
+    ref_out, full = reference
+    out = tmp_path / "run"
+    newest = resume_from(ref_out, out, damage)
+    assert verify_checkpoint(newest) is not None
+    with caplog.at_level(logging.WARNING, logger="pert.training.checkpoint"):
+        resumed = pretrain(pt_config(corpus, out, resume=True))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(newest) in warnings[0] and "damaged" in warnings[0], warnings
+    # resumed from step 3, the run ends as the uninterrupted one did
+    same_weights(out / "final" / "model.safetensors", ref_out / "final" / "model.safetensors")
+    assert resumed["tokens"] == full["tokens"]
+
+
+def test_no_valid_checkpoint_is_one_line(corpus, reference, tmp_path, capsys):
+    out = tmp_path / "run"
+    resume_from(reference[0], out)
+    for folder in checkpoint_dirs(out):
+        _garbage_in_tensor_data(folder)
+    rc = main(["pretrain", "--data", str(corpus), "--out", str(out), "--resume", *cli_args(PRETRAIN_ARGS)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("pert pretrain: error: --resume: no valid checkpoint in"), err
+    assert "Traceback" not in "\n".join(err)
+
+
+def _assert_failed_save_left_previous(out: Path, message: str) -> None:
+    assert "\n" not in message
+    assert "could not write checkpoint" in message and str(out / "checkpoints") in message
+    assert "No space left on device" in message
+    assert not list((out / "checkpoints").glob(".tmp*"))
+    kept = checkpoint_dirs(out)
+    assert [p.name for p in kept] == ["step_00000003"]
+    assert verify_checkpoint(kept[0]) is None
+    assert f"the previous checkpoint {kept[0]} is intact" in message
+
+
+def test_disk_full_while_saving_injected(corpus, reference, tmp_path, monkeypatch):
+    """ENOSPC raised inside the second save: one line naming the path; step 3 stays and resumes."""
+    real = ckpt_mod.save_model
+    calls = []
+
+    def full_disk(model, filename, *a, **kw):
+        calls.append(filename)
+        if len(calls) == 2:
+            with open(filename, "wb") as f:
+                f.write(b"\0" * 1000)  # half-written before the disk filled up
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
+        return real(model, filename, *a, **kw)
+
+    monkeypatch.setattr(ckpt_mod, "save_model", full_disk)
+    out = tmp_path / "run"
+    with pytest.raises(ckpt_mod.CheckpointError) as e:
+        pretrain(pt_config(corpus, out))
+    _assert_failed_save_left_previous(out, str(e.value))
+    monkeypatch.setattr(ckpt_mod, "save_model", real)
+    pretrain(pt_config(corpus, out, resume=True))
+    same_weights(out / "final" / "model.safetensors", reference[0] / "final" / "model.safetensors")
+
+
+def test_disk_full_while_saving_on_a_small_tmpfs(corpus, reference, tmp_path):
+    """A real full disk: a tmpfs with room for one checkpoint and not two (needs root to mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; test_disk_full_while_saving_injected covers the code path")
+    one = sum(p.stat().st_size for p in (reference[0] / "checkpoints" / "step_00000003").iterdir())
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    size_kb = (one + one // 2) // 1024
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        out = mnt / "run"
+        cmd = [sys.executable, "-m", "pert.cli", "pretrain", "--data", str(corpus), "--out", str(out),
+               *cli_args(PRETRAIN_ARGS)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("pert pretrain: error: could not write checkpoint"), proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        _assert_failed_save_left_previous(out, last)
+        shutil.copytree(out, tmp_path / "moved")  # the user frees space (here: moves the run) and resumes
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    pretrain(pt_config(corpus, tmp_path / "moved", resume=True))
+    same_weights(tmp_path / "moved" / "final" / "model.safetensors",
+                 reference[0] / "final" / "model.safetensors")
+
+
+# --- fine-tuning --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model(minilm_dir: Path, tmp_path_factory) -> Path:
+    """A tiny random PERT folder with a real vocabulary: fine-tuning it is fast."""
+    from transformers import BertConfig
+
+    from pert.convert.hf import save_model_folder
+    from pert.modeling import PertForPreTraining
+    from pert.text import load_tokenizer
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    out = tmp_path_factory.mktemp("tiny") / "tiny-pert"
+    save_model_folder(PertForPreTraining(config), load_tokenizer(minilm_dir), out)
+    return out
+
+
+def ft_args(model: Path, data: Path, out: Path, **kw) -> dict:
+    return dict(task="sst2", model=str(model), data=str(data), out=str(out), seeds=[1, 2], lr=1e-3,
+                batch_size=8, max_seq_len=32, max_steps=40, eval_steps=5, max_train_examples=256,
+                max_eval_examples=64, eval_splits=["dev"], log_every=5, **kw)
+
+
+def seed_outcome(out: Path, seed: int) -> tuple[dict, dict]:
+    metrics = json.loads((out / f"seed-{seed}" / "metrics.json").read_text())
+    return ({k: metrics[k] for k in ("best_step", "steps", "dev", "dev_history")},
+            load_file(out / f"seed-{seed}" / "best" / "model.safetensors"))
+
+
+def assert_same_outcome(a: Path, b: Path, seed: int) -> None:
+    (ma, wa), (mb, wb) = seed_outcome(a, seed), seed_outcome(b, seed)
+    assert ma == mb
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def ft_reference(tiny_model, shared_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ft") / "run"
+    finetune(FinetuneConfig(**ft_args(tiny_model, shared_data / "en/glue/SST-2", out)))
+    return out
+
+
+def test_finetuning_is_bit_reproducible_on_cpu(tiny_model, shared_data, ft_reference, tmp_path):
+    """Same seed, same result: weights, best step and scores (dropout on, shuffled data, 8 dev evaluations)."""
+    finetune(FinetuneConfig(**ft_args(tiny_model, shared_data / "en/glue/SST-2", tmp_path / "again")))
+    for seed in (1, 2):
+        assert_same_outcome(ft_reference, tmp_path / "again", seed)
+    a, b = seed_outcome(ft_reference, 1)[1], seed_outcome(ft_reference, 2)[1]
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # and the seed matters
+
+
+def test_kill9_during_finetune_then_resume(tiny_model, shared_data, ft_reference, tmp_path, caplog):
+    """Killed while seed 2 trains: --resume skips seed 1 and continues seed 2 from its checkpoint; both
+    end exactly as the uninterrupted run."""
+    out = tmp_path / "run"
+    args = ft_args(tiny_model, shared_data / "en/glue/SST-2", out)
+    cmd = [sys.executable, "-m", "pert.cli", "finetune", *cli_args(args)]
+    kill9_when(cmd, lambda: bool(checkpoint_dirs(out / "seed-2")))
+    assert (out / "seed-1" / "metrics.json").is_file() and not (out / "seed-2" / "metrics.json").exists()
+    with pytest.raises(ValueError, match="pass --resume"):
+        finetune(FinetuneConfig(**args))
+    with caplog.at_level(logging.INFO, logger="pert.tasks.loop"):
+        result = finetune(FinetuneConfig(**args, resume=True))
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    assert "seed 1 finished in an earlier session" in logs and "seed 2: resumed from" in logs
+    assert [s["seed"] for s in result["seeds"]] == [1, 2]
+    for seed in (1, 2):
+        assert_same_outcome(ft_reference, out, seed)
+    assert not (out / "seed-2" / "checkpoints").exists()  # removed once the seed finished
+
+
+def test_two_process_finetune_ends_with_identical_weights(tiny_model, shared_data, tmp_path):
+    out = tmp_path / "ddp"
+    args = ft_args(tiny_model, shared_data / "en/glue/SST-2", out, group_by_length=True)
+    args.update(seeds=[1], max_steps=8, eval_steps=4)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           "-m", "pert.cli", "finetune", *cli_args(args), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "seed-1" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 8
+    a, b = metrics["replica_sha256"]
+    assert a == b
