@@ -5,7 +5,8 @@ trainer_state.pt (optimizer, scheduler, step and the loop's own counters: tensor
 read with ``weights_only=True``), rng_rank{R}.pt per process, train_config.json, any extra tensors
 (extra.safetensors, e.g. the best state so far of a fine-tuning run), and last ``checksums.json``: the
 size and SHA-256 of every other file. It is written under a temporary name and renamed when complete,
-so a crash never leaves a half checkpoint that looks whole; a failed save removes its temporary folder
+so a crash never leaves a half checkpoint that looks whole (and no file is fsync'ed: one torn by a power
+loss fails its checksum and the previous checkpoint is used); a failed save removes its temporary folder
 and leaves the previous checkpoints as they were. ``--resume`` loads the newest checkpoint whose files
 match their checksums and warns, in one line, about each newer one that does not.
 """
@@ -62,7 +63,6 @@ def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-        os.fsync(f.fileno())  # on disk before the manifest that vouches for it
     return h.hexdigest()
 
 
