@@ -146,6 +146,7 @@ def test_api_lists_models_health_and_openapi(server: str, models: dict[str, Path
     listed = _get(server + "/v1/models")
     assert [(m["task"], m["path"]) for m in listed["models"]] == [
         ("qa", str(models["qa"])), ("wor", str(models["pert"])), ("perlm", str(models["pert"]))]
+    assert [m.get("runtime") for m in listed["models"]] == ["torch", "torch", None]
     assert listed["limits"] == {"max_items": 8, "max_chars": 3000, "max_body_bytes": 100000}
     assert _get(server + "/healthz")["status"] == "ok"
     spec = _get(server + "/openapi.json")

@@ -42,11 +42,12 @@ def load_models(cfg: ServeConfig) -> dict[str, Any]:
         from pert.qa import QuestionAnswerer
 
         models["qa"] = QuestionAnswerer(cfg.qa, device=cfg.device, precision=cfg.precision,
-                                        batch_size=cfg.max_batch)
+                                        batch_size=cfg.max_batch, runtime=cfg.runtime)
     if cfg.wor:
         from pert.wor.restore import Restorer
 
-        models["wor"] = Restorer(cfg.wor, device=device, precision=cfg.precision, batch_size=cfg.max_batch)
+        models["wor"] = Restorer(cfg.wor, device=device, precision=cfg.precision, batch_size=cfg.max_batch,
+                                 runtime=cfg.runtime)
     if cfg.perlm:
         from pert.serve.perlm import PointerScorer
 
@@ -339,9 +340,9 @@ def create_app(cfg: ServeConfig, models: dict[str, Any]) -> FastAPI:
 def _describe(task: str, model: Any) -> dict[str, Any]:
     d: dict[str, Any] = {"task": task, "name": Path(str(model.model_dir)).name, "path": str(model.model_dir)}
     if task == "qa":
-        d.update(max_seq_len=model.max_seq_len, doc_stride=model.doc_stride)
+        d.update(max_seq_len=model.max_seq_len, doc_stride=model.doc_stride, runtime=model.runtime)
     elif task == "wor":
-        d.update(max_seq_len=model.max_seq_len)
+        d.update(max_seq_len=model.max_seq_len, runtime=model.runtime)
     return d
 
 
