@@ -408,3 +408,12 @@ def test_page_in_a_real_browser(server: str, models: dict[str, Path], browser, t
         page.wait_for_selector("#perlm-error", state="hidden")
         page.screenshot(path=os.environ["PERT_SERVE_SCREENSHOT"], full_page=True)
     context.close()
+
+
+def test_moved_input_spans_merge_runs_of_moved_tokens() -> None:
+    from pert.wor.decode import moved_input_spans
+
+    offsets = [(0, 2), (2, 4), (4, 5), (5, 7), (7, 9), (9, 10)]  # 我们|今天|北|京|去|。 -> six tokens
+    assert moved_input_spans([0, 1, 4, 2, 3, 5], offsets) == [(4, 9)]  # 北京去 -> 去北京: three moved tokens
+    assert moved_input_spans([1, 0, 2, 3, 5, 4], offsets) == [(0, 4), (7, 10)]
+    assert moved_input_spans(list(range(6)), offsets) == []
