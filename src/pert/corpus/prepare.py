@@ -293,9 +293,6 @@ def prepare(cfg: PrepareConfig) -> dict:
     try:
         tmp.mkdir(parents=True)
         manifest = _write(cfg, tok, tmp, {"vocab_sha": vocab_sha, "source": vocab_file.name, "fingerprint": fp})
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno is not None and (e.filename is None or str(e.filename).startswith(str(tmp))):
@@ -305,7 +302,10 @@ def prepare(cfg: PrepareConfig) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    skipped = sum(n for n in manifest["skipped"]["counts"].values())
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    skipped = sum(manifest["skipped"]["counts"].values())
     log.info("%d documents, %d tokens, %d characters in %.1fs (%.0f chars/s); %d lines skipped or changed",
              manifest["documents"], manifest["tokens"], manifest["characters"], manifest["seconds"],
              manifest["chars_per_second"], skipped)
