@@ -330,6 +330,10 @@ def test_hostile_configs_are_refused_before_building_the_model(minilm_dir, tmp_p
         load_model_with_head(BertForSequenceClassification, deep, labels=["0", "1"])
     assert main(["qa", "--model", str(deep), "--context", "x", "--question", "y"]) == 2
     assert one_line(capsys) == f"pert qa: error: {message}"
+    # finetune checks the folder before it reads any data (here there is none)
+    assert main(["finetune", "--task", "sst2", "--model", str(deep), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "run")]) == 2
+    assert one_line(capsys) == f"pert finetune: error: {message}"
 
     huge = _folder(minilm_dir, tmp_path / "huge", vocab_size=10**9)
     weights = load_file(huge / "model.safetensors")

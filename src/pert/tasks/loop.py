@@ -225,6 +225,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     per process). Each seed checkpoints at every dev evaluation (and on SIGTERM or Ctrl-C) into
     ``OUT/seed-N/checkpoints``; ``--resume`` continues an interrupted seed there and skips finished ones.
     """
+    from pert.convert.hf import load_config
+    from pert.convert.weights import check_model_folder
     from pert.report import write_run_report
     from pert.text import load_tokenizer
 
@@ -235,6 +237,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"--model {model_dir}: not a model folder (no config.json)")
     if not data_dir.is_dir():
         raise FileNotFoundError(f"--data {data_dir}: no such folder")
+    check_model_folder(model_dir, load_config(model_dir))  # a hostile config.json fails before the data is read
     accelerator = make_accelerator(cfg.device, cfg.precision)
     tokenizer = load_tokenizer(model_dir)
 
