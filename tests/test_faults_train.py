@@ -27,10 +27,17 @@ from pert.training.checkpoint import checkpoint_dirs, verify_checkpoint
 from pert.training.config import PretrainConfig
 from pert.training.loop import pretrain
 
-# single-process runs keep the environment (and so torch's thread count) of this process: a run continued
-# here must compute as the killed one did; the 2-process run takes one thread per process
-ENV = dict(os.environ)
-ENV_DDP = {**os.environ, "OMP_NUM_THREADS": "1"}
+# One thread everywhere, in this process and in the runs it starts: a run continued here must compute as the
+# killed one did (another thread count sums in another order), and tiny models gain nothing from more
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +336,7 @@ def test_two_process_finetune_ends_with_identical_weights(tiny_model, sst2_train
     args.update(seeds=[1], max_steps=8, eval_steps=4)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
            "-m", "pert.cli", "finetune", *cli_args(args), "--device", "cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV_DDP)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "seed-1" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 8
