@@ -278,9 +278,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
         accelerator.wait_for_everyone()
         seeds.append(result)
-    if not accelerator.is_main_process:
-        return {**record, "seeds": seeds}
-    return write_run_report(out, record, seeds)
+    report = write_run_report(out, record, seeds) if accelerator.is_main_process else {**record, "seeds": seeds}
+    accelerator.wait_for_everyone()  # the report is on disk before any process returns
+    return report
 
 
 # options that may differ between the sessions of one run: they change neither the data nor the arithmetic
