@@ -320,6 +320,8 @@ def test_kill9_during_finetune_then_resume(tiny_model, sst2_train, ft_reference,
     assert (out / "seed-1" / "metrics.json").is_file() and not (out / "seed-2" / "metrics.json").exists()
     with pytest.raises(ValueError, match="pass --resume"):
         finetune(FinetuneConfig(**args))
+    with pytest.raises(ValueError, match=r"run.json was written with other options: lr=0.001 \(now 0.002\)"):
+        finetune(FinetuneConfig(**{**args, "lr": 2e-3}, resume=True))
     with caplog.at_level(logging.INFO, logger="pert.tasks.loop"):
         result = finetune(FinetuneConfig(**args, resume=True))
     logs = "\n".join(r.getMessage() for r in caplog.records)
