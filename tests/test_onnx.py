@@ -37,7 +37,7 @@ def wor_model(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
     model = PertForPreTraining(config)
     with torch.no_grad():  # a pointer bias that is not all zeros, so its slicing by length is exercised
         model.perlm_head.position_bias.normal_(0.0, 1.0)
-    return save_model_folder(model, tokenizer, tmp_path_factory.mktemp("wor") / "tiny-pert")
+    return save_model_folder(model, tokenizer, tmp_path_factory.mktemp("wor") / "tiny-pert", {"task": "wor"})
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def random_model(zh_tok, tmp_path_factory) -> Path:
     model = PertForPreTraining(cfg)
     with torch.no_grad():  # a strong random position bias makes the untrained model reorder a lot
         model.perlm_head.position_bias.normal_(0, 5)
-    return save_model_folder(model, zh_tok, tmp_path_factory.mktemp("m") / "random")
+    return save_model_folder(model, zh_tok, tmp_path_factory.mktemp("m") / "random", {"task": "wor"})
 
 
 def test_restore_output_is_a_permutation_of_the_input(random_model: Path, zh_tok, tmp_path: Path,

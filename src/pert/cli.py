@@ -152,7 +152,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                        {k: v for k, v in vars(args).items() if k not in ("command", "config", "func", "verbose")})
     results = evaluate(cfg.task, cfg.model, cfg.data, cfg.splits, task_args=cfg.task_args,
                        batch_size=cfg.batch_size, max_seq_len=cfg.max_seq_len, max_examples=cfg.max_examples,
-                       device=cfg.device, precision=cfg.precision, predictions_dir=cfg.predictions)
+                       device=cfg.device, precision=cfg.precision, predictions_dir=cfg.predictions,
+                       revision=cfg.revision)
     print(json.dumps(results, indent=2))
 
 
@@ -210,13 +211,15 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                                    "--input (.txt one a line, or .jsonl with 'corrupted' or 'text') "
                                    "to --output.")
     p.add_argument("texts", nargs="*", help="sentences to restore")
-    p.add_argument("--model", required=True, help="model folder fine-tuned with `pert finetune --task wor`")
+    p.add_argument("--model", required=True, help="folder or Hub id fine-tuned with `pert finetune --task wor`")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) when --model is a Hub id")
     p.add_argument("--input", help="file of sentences (.txt or .jsonl)")
     p.add_argument("--output", help="file to write (required with --input)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default: 32)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs)")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
+                   help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs) "
+                        "(default: the fine-tuning one where this device runs it well, else fp32)")
     p.add_argument("--show-moves", action="store_true", help="also print the moved spans, in [brackets]")
     _add_runtime_arg(p)
 
@@ -230,14 +233,15 @@ def _run_restore(args: argparse.Namespace) -> None:
         if not args.output:
             raise ValueError("--input needs --output FILE")
         scores = restore_file(args.model, args.input, args.output, batch_size=args.batch_size,
-                              device=args.device, precision=args.precision, runtime=args.runtime)
+                              device=args.device, precision=args.precision, runtime=args.runtime,
+                              revision=args.revision)
         print(f"wrote {args.output}")
         if scores is not None:
             print(", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in scores.items()))
         return
     restorer = Restorer(args.model, batch_size=args.batch_size, device=args.device, precision=args.precision,
-                        runtime=args.runtime)
+                        runtime=args.runtime, revision=args.revision)
     for r in restorer.restore(args.texts):
         print(r.text)
         if args.show_moves:
@@ -281,7 +285,8 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a model folder: architecture, size, vocabulary, heads",
                        description="Architecture, parameter count, vocabulary size and casing, heads present "
                                    "(PerLM, MLM, QA, classification), dtype and how it was trained if known.")
-    p.add_argument("model", help="model folder")
+    p.add_argument("model", help="model folder or Hub id")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) when the model is a Hub id")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -291,7 +296,7 @@ def _run_info(args: argparse.Namespace) -> None:
 
     from pert.convert.info import format_info, model_info
 
-    info = model_info(args.model)
+    info = model_info(args.model, args.revision)
     print(json.dumps(dataclasses.asdict(info), indent=2, ensure_ascii=False) if args.json
           else format_info(info))
 
@@ -302,7 +307,8 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
                                    "its probability and character span) or a whole SQuAD-style file "
                                    "(--input, --output: {question_id: answer} JSON).")
     p.add_argument("--model", required=True,
-                   help="folder fine-tuned with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
+                   help="folder or Hub id fine-tuned with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) when --model is a Hub id")
     p.add_argument("--context", help="the passage to read")
     p.add_argument("--question", help="the question to answer")
     p.add_argument("--input", help="SQuAD-style JSON file of questions")
@@ -317,8 +323,9 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
                    help="answer '' when null score - best span score exceeds it (default: the dev threshold "
                         "of a SQuAD 2.0 model; never for other models)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs)")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
+                   help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs) "
+                        "(default: the fine-tuning one where this device runs it well, else fp32)")
     _add_runtime_arg(p)
 
 
@@ -334,7 +341,7 @@ def _run_qa(args: argparse.Namespace) -> None:
     options = {"batch_size": args.batch_size, "max_seq_len": args.max_seq_len, "doc_stride": args.doc_stride,
                "max_query_len": args.max_query_len, "max_answer_len": args.max_answer_len,
                "null_threshold": args.null_threshold, "device": args.device, "precision": args.precision,
-               "runtime": args.runtime}
+               "runtime": args.runtime, "revision": args.revision}
     if args.input:
         if args.context or args.question:
             raise ValueError("give --input FILE or --context and --question, not both")

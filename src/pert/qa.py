@@ -55,31 +55,38 @@ class QuestionAnswerer:
     def __init__(self, model_dir: str | Path, *, device: str = "auto", max_seq_len: int | None = None,
                  doc_stride: int | None = None, max_query_len: int | None = None,
                  max_answer_len: int | None = None, n_best: int = 20, null_threshold: float | None = None,
-                 batch_size: int = 32, precision: str = "fp32", runtime: str | None = None) -> None:
+                 batch_size: int = 32, precision: str | None = None, runtime: str | None = None,
+                 revision: str | None = None) -> None:
         """Unset window options come from the folder's ``pert_training.json`` when it records them, else
         from the task's defaults (doc_stride 128, max_query_len 64, max_answer_len 30).
 
-        ``precision``: ``fp32`` (default, exact), ``bf16`` (autocast: faster on GPUs and on CPUs with
+        ``precision``: ``fp32`` (exact; the default unless the folder was fine-tuned in another precision
+        this device runs well), ``bf16`` (autocast: faster on GPUs and on CPUs with
         avx512_bf16 or AMX, answers may differ where two spans score almost alike) or ``fp16`` (GPUs).
         ``runtime``: ``torch``, or ``onnx`` for a folder from ``pert export onnx`` (onnxruntime on the CPU;
         its precision is the export's); None picks by folder (``pert.runtime``).
         """
+        from pert.convert.hf import read_training_info
         from pert.hardware import bf16_supported
+        from pert.hub import resolve_model
         from pert.runtime import resolve_runtime
         from pert.tasks.loop import resolve_device
+        from pert.tasks.record import default_precision
         from pert.text import load_tokenizer
 
-        if precision not in PRECISIONS:
+        if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model_dir = Path(model_dir)
+        self.model_dir = resolve_model(model_dir, revision)
         self.runtime = resolve_runtime(self.model_dir, runtime)
-        info = _training_info(self.model_dir)
+        info = read_training_info(self.model_dir)
         self.device = resolve_device("cpu" if self.runtime == "onnx" and device == "auto" else device)
-        if self.runtime == "onnx" and (self.device.type != "cpu" or precision != "fp32"):
+        if self.runtime == "onnx" and (self.device.type != "cpu" or precision not in (None, "fp32")):
             raise ValueError("the onnx runtime runs on the CPU at the precision chosen at export "
                              "(`pert export onnx --quantize int8`); drop --device/--precision")
+        precision = "fp32" if self.runtime == "onnx" else precision or default_precision(info.get("precision"),
+                                                                                         self.device)
         if precision == "fp16" and self.device.type == "cpu":
             raise ValueError("precision fp16 needs a GPU; use bf16 on a CPU")
         if precision == "bf16" and self.device.type == "cpu" and not bf16_supported():
@@ -172,16 +179,6 @@ class QuestionAnswerer:
                 raise ValueError(f"pair {i}: expected (question, context) strings")
             examples.append(MrcExample(str(i), question, context, [], []))
         return [Answer(p.text, p.score, p.start, p.end) for p in self.predict(examples, progress)]
-
-
-def _training_info(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "pert_training.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
 def answer(model_dir: str | Path, pairs: Iterable[tuple[str, str]], **options: Any) -> list[Answer]:

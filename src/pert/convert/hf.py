@@ -22,6 +22,20 @@ log = logging.getLogger(__name__)
 TRAINING_INFO = "pert_training.json"
 
 
+def read_training_info(path: str | Path) -> dict[str, Any]:
+    """A folder's ``pert_training.json`` (how pert trained it), or {} when it has none."""
+    file = Path(path) / TRAINING_INFO
+    if not file.is_file():
+        return {}
+    try:
+        info = json.loads(file.read_text("utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from e
+    if not isinstance(info, dict):
+        raise ValueError(f"{file}: expected a JSON object")
+    return info
+
+
 def load_config(path: str | Path) -> BertConfig:
     """The BertConfig of a model folder; errors name the file."""
     cfg = Path(path) / "config.json"
@@ -90,7 +104,7 @@ def save_model_folder(model: transformers.PreTrainedModel, tokenizer: PreTrained
         cfg["architectures"] = ["BertForMaskedLM" if hasattr(model, "cls") else "BertModel"]
         cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if tokenizer is not None:
-        save_tokenizer(tokenizer, tmp)
+        save_tokenizer(tokenizer, tmp, model_max_length=int(model.config.max_position_embeddings))
     if training_info is not None:
         (tmp / TRAINING_INFO).write_text(json.dumps(training_info, indent=2, ensure_ascii=False),
                                          encoding="utf-8")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pert.convert.hf import TRAINING_INFO, load_config
+from pert.convert.hf import load_config, read_training_info
 from pert.convert.weights import canonical_key, config_mismatches, tensor_shapes, vocab_size_of, weight_files
 from pert.text.tokenizer import vocab_is_uncased
 
@@ -36,7 +36,7 @@ class ModelInfo:
     intermediate: int
     max_positions: int
     vocab_size: int  # embedding rows (config.json)
-    vocab_tokens: int | None  # lines of vocab.txt
+    vocab_tokens: int | None  # lines of vocab.txt (or tokens of tokenizer.json)
     lowercase: bool | None
     casing_source: str
     language: str | None
@@ -51,20 +51,34 @@ class ModelInfo:
     mismatches: list[str] = field(default_factory=list)  # where config.json disagrees with the weights
 
 
-def _guess_language(vocab: Path) -> str | None:
+def _guess_language(tokens: list[str]) -> str | None:
     """zh for a vocabulary made mostly of CJK characters (Google's Chinese BERT: ~14k of 21k), else en."""
-    cjk = total = 0
-    with open(vocab, encoding="utf-8") as f:
-        for line in f:
-            tok = line.rstrip("\n")
-            total += 1
-            cjk += len(tok) == 1 and "\u4e00" <= tok <= "\u9fff"
-    return None if total == 0 else "zh" if cjk > total / 4 else "en"
+    cjk = sum(len(t) == 1 and "\u4e00" <= t <= "\u9fff" for t in tokens)
+    return None if not tokens else "zh" if cjk > len(tokens) / 4 else "en"
 
 
-def model_info(path: str | Path) -> ModelInfo:
-    """Describe a Hugging Face / pert model folder without loading its weights into a model."""
-    path = Path(path)
+def _vocabulary(path: Path) -> tuple[list[str] | None, str]:
+    """(tokens, file) of a folder: vocab.txt's lines, else the WordPiece vocabulary of tokenizer.json."""
+    vocab = path / "vocab.txt"
+    if vocab.is_file():
+        with open(vocab, encoding="utf-8", newline="") as f:
+            return [t.rstrip("\r") for t in f.read().split("\n")][:vocab_size_of(vocab)], vocab.name
+    file = path / "tokenizer.json"
+    if file.is_file():
+        try:
+            table = json.loads(file.read_text("utf-8")).get("model", {}).get("vocab")
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ValueError(f"{file}: not a valid tokenizer.json ({e})") from e
+        if isinstance(table, dict):
+            return [t for t, _ in sorted(table.items(), key=lambda kv: kv[1])], file.name
+    return None, ""
+
+
+def model_info(path: str | Path, revision: str | None = None) -> ModelInfo:
+    """Describe a Hugging Face / pert model folder (or Hub id) without loading its weights into a model."""
+    from pert.hub import resolve_model
+
+    path = resolve_model(path, revision)
     if path.is_dir() and not (path / "config.json").is_file() and any(path.glob("*.index")):
         raise FileNotFoundError(f"{path}: a TensorFlow checkpoint, not a Hugging Face folder; convert it "
                                 f"first: pert convert tf1 {path} --out NEW_FOLDER")
@@ -105,6 +119,7 @@ def model_info(path: str | Path) -> ModelInfo:
     if "QA" in heads:
         heads["QA"] = "span start/end"
     vocab = path / "vocab.txt"
+    tokens, vocab_file = _vocabulary(path)
     lowercase, source = None, "unknown (no vocab.txt or tokenizer_config.json)"
     tok_cfg = path / "tokenizer_config.json"
     if tok_cfg.is_file():
@@ -116,20 +131,18 @@ def model_info(path: str | Path) -> ModelInfo:
             lowercase, source = bool(value), "tokenizer_config.json"
     if lowercase is None and vocab.is_file():
         lowercase, source = vocab_is_uncased(vocab), "inferred from vocab.txt"
-    training = None
-    info_file = path / TRAINING_INFO
-    if info_file.is_file():
-        try:
-            training = json.loads(info_file.read_text("utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{info_file}: not valid JSON ({e})") from e
+    elif lowercase is None and vocab_file == "tokenizer.json":
+        norm = json.loads((path / vocab_file).read_text("utf-8")).get("normalizer") or {}
+        if "lowercase" in norm:
+            lowercase, source = bool(norm["lowercase"]), "tokenizer.json"
+    training = read_training_info(path) or None
     return ModelInfo(
         name=path.resolve().name, architectures=archs, layers=config.num_hidden_layers,
         hidden=config.hidden_size, attention_heads=config.num_attention_heads,
         intermediate=config.intermediate_size, max_positions=config.max_position_embeddings,
-        vocab_size=config.vocab_size, vocab_tokens=vocab_size_of(vocab) if vocab.is_file() else None,
+        vocab_size=config.vocab_size, vocab_tokens=len(tokens) if tokens is not None else None,
         lowercase=lowercase, casing_source=source,
-        language=_guess_language(vocab) if vocab.is_file() else None, parameters=params,
+        language=_guess_language(tokens) if tokens else None, parameters=params,
         encoder_parameters=encoder, heads=heads,
         pooler=any(canonical_key(k).startswith("bert.pooler.") for k in shapes),
         dtypes=dtypes, weight_files=[f.name for f in weight_files(path)], training=training, extra_keys=extra,

@@ -35,9 +35,11 @@ _REQUIRED_CONFIG = ("vocab_size", "hidden_size", "num_hidden_layers", "num_atten
                     "intermediate_size")
 _OPTIONAL_CONFIG = ("hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
                     "max_position_embeddings", "type_vocab_size", "initializer_range", "layer_norm_eps")
-RANDOM_MLM_NOTE = ("The MLM head (cls/predictions) was converted as found. HFL's FAQ states that the "
-                   "released PERT checkpoints carry a randomly initialised MLM head: do not use it for "
+RANDOM_MLM_NOTE = ("The MLM head (cls/predictions) was converted as found (--keep-mlm-head). HFL's FAQ states "
+                   "that the released PERT checkpoints carry a randomly initialised MLM head: do not use it for "
                    "masked-token prediction unless you trained it yourself.")
+DROPPED_MLM_NOTE = ("The checkpoint's MLM head (cls/predictions) was left out: HFL's FAQ states that the released "
+                    "PERT checkpoints carry a randomly initialised one. `pert convert tf1 --keep-mlm-head` keeps it.")
 _FIXED = {
     "bert/embeddings/word_embeddings": "bert.embeddings.word_embeddings.weight",
     "bert/embeddings/position_embeddings": "bert.embeddings.position_embeddings.weight",
@@ -56,7 +58,7 @@ class ConvertReport:
     parameters: int
     skipped_optimizer: int
     unmapped: list[str]
-    mlm_head: bool
+    mlm_head: bool  # kept in the folder
     pooler: bool
     global_step: int | None
     notes: list[str] = field(default_factory=list)
@@ -141,7 +143,9 @@ def _check_out(out: Path, ckpt: TFCheckpoint) -> None:
 
 def convert_tf1(cfg: ConvertConfig) -> ConvertReport:
     """Read the checkpoint, its config and vocab.txt; write a pert folder (safetensors) to ``cfg.out``."""
-    ckpt = TFCheckpoint(cfg.source)
+    from pert.hub import TF1_FILES, resolve_model
+
+    ckpt = TFCheckpoint(resolve_model(cfg.source, cfg.revision, TF1_FILES))
     out = Path(cfg.out)
     _check_out(out, ckpt)
     config_file = find_beside(ckpt, CONFIG_NAMES, "config", cfg.model_config)
@@ -161,12 +165,13 @@ def convert_tf1(cfg: ConvertConfig) -> ConvertReport:
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                          + f"; {config_file.name} asks for {config.num_hidden_layers} layers")
     has_mlm = any(n.startswith("cls/predictions/") for n in names)
-    if has_mlm:
+    keep_mlm = has_mlm and cfg.keep_mlm_head
+    if keep_mlm:
         absent = [n for n in MLM_VARIABLES if n not in names]
         if absent:
             raise ValueError(f"{ckpt.index_file}: MLM head incomplete: {', '.join(absent)} missing")
     has_pooler = all(n in names for n in POOLER_VARIABLES)
-    config.pert_mlm_head = has_mlm
+    config.pert_mlm_head = keep_mlm
     model = PertForPreTraining(config)
     expected = model.state_dict()
 
@@ -176,6 +181,8 @@ def convert_tf1(cfg: ConvertConfig) -> ConvertReport:
         if name == "global_step" or name.rsplit("/", 1)[-1] in OPTIMIZER_SLOTS:
             skipped += 1
             continue
+        if has_mlm and not keep_mlm and name.startswith("cls/predictions/"):
+            continue  # left out on purpose (DROPPED_MLM_NOTE)
         target = hf_name(name)
         if target is None or target not in expected or target.startswith("perlm_head."):
             unmapped.append(name)
@@ -191,7 +198,7 @@ def convert_tf1(cfg: ConvertConfig) -> ConvertReport:
                              f"{config_file.name} implies {list(tf_want)}")
         state[target] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
         converted.append(name)
-    if has_mlm:  # Google BERT has one output bias; transformers keeps it on the decoder as well
+    if keep_mlm:  # Google BERT has one output bias; transformers keeps it on the decoder as well
         state["cls.predictions.decoder.bias"] = state["cls.predictions.bias"]
     result = model.load_state_dict(state, strict=False)
     left = [k for k in result.missing_keys if not k.startswith(("perlm_head.", "bert.pooler."))
@@ -201,9 +208,12 @@ def convert_tf1(cfg: ConvertConfig) -> ConvertReport:
 
     global_step = int(ckpt.read("global_step")) if "global_step" in ckpt else None
     notes = []
-    if has_mlm:
+    if keep_mlm:
         notes.append(RANDOM_MLM_NOTE)
         log.warning(RANDOM_MLM_NOTE)
+    elif has_mlm:
+        notes.append(DROPPED_MLM_NOTE)
+        log.info(DROPPED_MLM_NOTE)
     if not has_pooler:
         notes.append("The checkpoint has no pooler (bert/pooler/dense), so neither has this folder; "
                      "transformers initialises it randomly on loading.")
@@ -218,5 +228,5 @@ def convert_tf1(cfg: ConvertConfig) -> ConvertReport:
     save_model_folder(model, tokenizer, out, info, exclude=exclude)
     params = sum(int(np.prod(ckpt.entries[n].shape)) for n in converted)
     return ConvertReport(out=out, converted=converted, parameters=params, skipped_optimizer=skipped,
-                         unmapped=unmapped, mlm_head=has_mlm, pooler=has_pooler, global_step=global_step,
+                         unmapped=unmapped, mlm_head=keep_mlm, pooler=has_pooler, global_step=global_step,
                          notes=notes)

@@ -10,7 +10,8 @@ from pert.config import check, field
 @dataclass
 class PrepareConfig:
     out: str = field(None, required=True, help="output folder")
-    vocab: str = field(None, required=True, help="vocab.txt or a model folder whose tokenizer to use")
+    vocab: str = field(None, required=True, help="vocab.txt, a model folder or a Hub id whose tokenizer to use")
+    revision: str | None = field(None, help="Hub revision (branch, tag or commit) when --vocab is a Hub id")
     lang: str = field("zh", choices=("zh", "en"),
                       help="zh (words from a segmenter) or en (words from WordPiece continuations)")
     inputs: list[str] = field([], help="text files or folders (.txt, .jsonl, .gz)")

@@ -269,12 +269,12 @@ def fingerprint(cfg: PrepareConfig, vocab_sha: str) -> str:
 @locks_output
 def prepare(cfg: PrepareConfig) -> dict:
     """Tokenise the corpus into ``cfg.out``; returns the manifest."""
+    from pert.hub import resolve_model
     from pert.text.segment import get_segmenter
-    from pert.text.tokenizer import load_tokenizer
+    from pert.text.tokenizer import load_tokenizer, vocab_sha256
 
-    tok = load_tokenizer(cfg.vocab, cfg.lowercase)  # checks the vocabulary file itself
-    vocab_file = Path(cfg.vocab) / "vocab.txt" if Path(cfg.vocab).is_dir() else Path(cfg.vocab)
-    vocab_sha = hashlib.sha256(vocab_file.read_bytes()).hexdigest()
+    tok = load_tokenizer(resolve_model(cfg.vocab, cfg.revision), cfg.lowercase)  # checks the vocabulary file itself
+    vocab_sha = vocab_sha256(tok)
     segmenter = cfg.segmenter if cfg.lang == "zh" else None
     if segmenter:
         get_segmenter(segmenter)  # fail now, not inside a worker
@@ -292,7 +292,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         shutil.rmtree(tmp)
     try:
         tmp.mkdir(parents=True)
-        manifest = _write(cfg, tok, tmp, {"vocab_sha": vocab_sha, "source": vocab_file.name, "fingerprint": fp})
+        manifest = _write(cfg, tok, tmp, {"vocab_sha": vocab_sha, "source": Path(cfg.vocab).name, "fingerprint": fp})
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno is not None and (e.filename is None or str(e.filename).startswith(str(tmp))):

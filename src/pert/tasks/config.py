@@ -18,7 +18,8 @@ class FinetuneConfig:
     """Fine-tune one task on one model folder for one or more seeds."""
 
     task: str = field(None, required=True, help="task name (`pert finetune --list-tasks` lists them)")
-    model: str = field(None, required=True, help="BERT/PERT Hugging Face folder to start from")
+    model: str = field(None, required=True, help="BERT/PERT Hugging Face folder or Hub id to start from")
+    revision: str | None = field(None, help="Hub revision (branch, tag or commit) when --model is a Hub id")
     data: str = field(None, required=True, help="folder holding the task's files (train/dev/test)")
     out: str = field(None, required=True, help="run folder to write (per-seed checkpoints, metrics, report)")
     model_name: str | None = field(None, help="model name in reports (default: the model folder's name)")
@@ -85,8 +86,9 @@ class FinetuneConfig:
 class EvaluateConfig:
     """Score a (fine-tuned) model folder on a task's labelled splits."""
 
-    task: str = field(None, required=True, help="task name")
-    model: str = field(None, required=True, help="fine-tuned Hugging Face folder")
+    task: str | None = field(None, help="task name (default: the one the model was fine-tuned for)")
+    model: str = field(None, required=True, help="fine-tuned Hugging Face folder or Hub id")
+    revision: str | None = field(None, help="Hub revision (branch, tag or commit) when --model is a Hub id")
     data: str = field(None, required=True, help="folder holding the task's files")
     splits: list[str] = field(["dev"], help="splits to score (train, dev, test)")
     task_args: list[str] = field([], help="task options as KEY=VALUE")
@@ -95,14 +97,14 @@ class EvaluateConfig:
     max_examples: int = field(0, help="score the first N examples of each split (0: all)")
     predictions: str | None = field(None, help="folder to write predictions_<split>.jsonl into")
     device: str = field("auto", help="auto, cpu, cuda, cuda:N or mps")
-    precision: str = field("fp32", help="fp32, bf16 or fp16")
+    precision: str | None = field(None, help="fp32, bf16 or fp16 (default: the model's fine-tuning precision)")
 
     def __post_init__(self) -> None:
-        for name in ("task", "model", "data"):
+        for name in ("model", "data"):  # the task defaults to the one the model was fine-tuned for
             check(bool(getattr(self, name)), name, "is required")
         bad = [s for s in self.splits if s not in SPLITS]
         check(not bad and len(self.splits) > 0, "splits", f"must name train, dev or test, got {self.splits}")
         check(self.batch_size > 0, "batch_size", "must be positive")
         check(self.max_seq_len is None or self.max_seq_len >= 8, "max_seq_len", "must be at least 8")
         check(self.max_examples >= 0, "max_examples", "must be >= 0")
-        check(self.precision in ("fp32", "bf16", "fp16"), "precision", "must be fp32, bf16 or fp16")
+        check(self.precision in (None, "fp32", "bf16", "fp16"), "precision", "must be fp32, bf16 or fp16")

@@ -129,19 +129,30 @@ def _read(task: Task, data: Path, split: str, limit: int = 0) -> list[Any] | Non
     return examples
 
 
-def evaluate(task: Task | str, model_dir: str | Path, data_dir: str | Path, splits: Sequence[str] = ("dev",),
+def evaluate(task: Task | str | None, model_dir: str | Path, data_dir: str | Path, splits: Sequence[str] = ("dev",),
              *, task_args: Sequence[str] | dict[str, Any] | None = None, batch_size: int = 64,
              max_seq_len: int | None = None, max_examples: int = 0, device: str = "auto",
-             precision: str = "fp32", predictions_dir: str | Path | None = None) -> dict[str, dict[str, float] | None]:
-    """Score a model folder on a task's splits: ``{split: metrics}`` (None for an unlabelled split).
+             precision: str | None = None, predictions_dir: str | Path | None = None,
+             revision: str | None = None) -> dict[str, dict[str, float] | None]:
+    """Score a model folder (or Hub id) on a task's splits: ``{split: metrics}`` (None for an unlabelled split).
 
+    Unset task, task options, max_seq_len and precision come from the folder's record of its fine-tuning.
     A split whose file is absent raises FileNotFoundError.
     """
+    from pert.convert.hf import read_training_info
+    from pert.hub import resolve_model
+    from pert.tasks.record import default_precision, trained_task
     from pert.text import load_tokenizer
 
-    task = get_task(task, task_args) if isinstance(task, str) else task
-    model_dir, data_dir = Path(model_dir), Path(data_dir)
+    model_dir, data_dir = resolve_model(model_dir, revision), Path(data_dir)
+    trained = read_training_info(model_dir)
+    if not isinstance(task, Task):
+        task = get_task(*trained_task(trained, task, task_args))
+    if task.name == trained.get("task"):
+        max_seq_len = max_seq_len or trained.get("max_seq_len")
     dev = resolve_device(device)
+    precision = precision or default_precision(trained.get("precision") if task.name == trained.get("task")
+                                               else None, dev)
     tokenizer = load_tokenizer(model_dir)
     model = task.build_model(model_dir)
     if getattr(model, "pert_new_head", False):
@@ -227,12 +238,13 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """
     from pert.convert.hf import load_config
     from pert.convert.weights import check_model_folder
+    from pert.hub import resolve_model
     from pert.report import write_run_report
     from pert.text import load_tokenizer
 
     task = get_task(cfg.task, cfg.task_args)
     cfg = cfg.resolved(task.defaults)
-    model_dir, data_dir, out = Path(cfg.model), Path(cfg.data), Path(cfg.out)
+    model_dir, data_dir, out = resolve_model(cfg.model, cfg.revision), Path(cfg.data), Path(cfg.out)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"--model {model_dir}: not a model folder (no config.json)")
     if not data_dir.is_dir():
@@ -364,7 +376,9 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, acce
     if main:
         seed_dir.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
-    model = task.build_model(Path(cfg.model))
+    from pert.hub import resolve_model
+
+    model = task.build_model(resolve_model(cfg.model, cfg.revision))
     order = TrainOrder(train_features, cfg.batch_size, seed, cfg.group_by_length, accelerator.process_index,
                        accelerator.num_processes)
     steps_per_epoch = math.ceil(order.per_epoch / cfg.grad_accum)
@@ -504,7 +518,9 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, acce
     if writer:
         writer.close()
     if cfg.save_model and main:
-        info = {"task": task.name, "seed": seed, "best_step": best["step"], "base_model": str(cfg.model),
+        from pert.tasks.record import fine_tuning_record
+
+        info = {**fine_tuning_record(cfg, task), "seed": seed, "best_step": best["step"],
                 **{s: result[s] for s in ("dev", "test") if s in result}}
         save_model_folder(model, tokenizer, seed_dir / "best", training_info=info)
     return result

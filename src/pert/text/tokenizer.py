@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -52,23 +53,34 @@ def check_vocab_file(vocab_file: str | Path) -> None:
 def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTrainedTokenizerBase:
     """Tokenizer of a model folder (its own casing) or of a bare ``vocab.txt`` (casing from the vocab).
 
-    ``lowercase`` overrides the casing when given.
+    A folder's ``vocab.txt`` is read with ``BertTokenizer``; a folder with only ``tokenizer.json`` (what
+    transformers 5 writes) with ``AutoTokenizer``, which must give a WordPiece tokenizer. ``lowercase``
+    overrides the casing when given.
     """
     path = Path(path)
+    max_length = None
     if path.is_dir():
         vocab = path / "vocab.txt"
-        if not vocab.is_file():
-            raise FileNotFoundError(f"{path}: no vocab.txt in this model folder")
-        check_vocab_file(vocab)
-        kwargs = {}
         cfg = path / "tokenizer_config.json"
+        settings = {}
         if cfg.is_file():
             try:
-                kwargs["do_lower_case"] = bool(json.loads(cfg.read_text("utf-8")).get("do_lower_case", True))
+                settings = json.loads(cfg.read_text("utf-8"))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{cfg}: not valid JSON ({e})") from e
-        else:
-            kwargs["do_lower_case"] = vocab_is_uncased(vocab)
+            if not isinstance(settings, dict):
+                raise ValueError(f"{cfg}: expected a JSON object")
+        if not vocab.is_file():
+            if (path / "tokenizer.json").is_file():
+                return _auto_tokenizer(path, lowercase)
+            raise FileNotFoundError(f"{path}: no tokenizer in this model folder (expected vocab.txt or "
+                                    "tokenizer.json)")
+        check_vocab_file(vocab)
+        kwargs = {"do_lower_case": bool(settings.get("do_lower_case", True)) if cfg.is_file()
+                  else vocab_is_uncased(vocab)}
+        limit = settings.get("model_max_length")
+        if isinstance(limit, int) and 0 < limit < 1_000_000:
+            max_length = limit
         path = vocab
     elif path.is_file():
         check_vocab_file(path)
@@ -77,7 +89,60 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTraine
         raise FileNotFoundError(f"{path}: no such vocab file or model folder")
     if lowercase is not None:
         kwargs["do_lower_case"] = lowercase
-    return BertTokenizer(str(path), **kwargs)  # positional: 4.x calls it vocab_file, 5.x vocab
+    if max_length is not None:
+        kwargs["model_max_length"] = max_length
+    tok = BertTokenizer(str(path), **kwargs)  # positional: 4.x calls it vocab_file, 5.x vocab
+    tok.pert_vocab_file = str(path)  # save_tokenizer copies it byte for byte
+    return tok
+
+
+def _auto_tokenizer(folder: Path, lowercase: bool | None) -> PreTrainedTokenizerBase:
+    """The tokenizer.json of a folder without vocab.txt; refused unless it is BERT's WordPiece."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))  # local files only; never remote code
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder / 'tokenizer.json'}: cannot be loaded as a tokenizer: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    backend = getattr(tok, "backend_tokenizer", None)
+    kind = json.loads(backend.to_str()).get("model", {}).get("type") if backend is not None else None
+    if kind != "WordPiece":
+        raise ValueError(f"{folder / 'tokenizer.json'}: a {kind or type(tok).__name__} tokenizer; pert needs "
+                         "BERT's WordPiece (a vocab.txt or a WordPiece tokenizer.json)")
+    if lowercase is not None:
+        tok = BertTokenizer(vocab=tok.get_vocab(), do_lower_case=lowercase,
+                            model_max_length=tok.model_max_length)
+    _check_special_tokens(tok, folder / "tokenizer.json")
+    return tok
+
+
+def _check_special_tokens(tok: PreTrainedTokenizerBase, source: Path) -> None:
+    for name in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token"):
+        if getattr(tok, name + "_id", None) is None:
+            raise ValueError(f"{source}: the vocabulary lacks the special token {getattr(tok, name)}")
+
+
+def vocab_text(tokenizer: PreTrainedTokenizerBase) -> bytes:
+    """The ``vocab.txt`` of a tokenizer: its source file's bytes when it was read from one (Google's Chinese
+    vocabulary holds U+2028 tokens that tokenizers read as empty), else one token a line in id order."""
+    source = getattr(tokenizer, "pert_vocab_file", None)
+    if source and Path(source).is_file():
+        raw = Path(source).read_bytes()
+        lines = raw.decode("utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        ids = tokenizer.get_vocab()
+        if len(lines) == len(tokenizer) and all(ids.get(t.strip()) == i for i, t in enumerate(lines)
+                                                if t.strip() == t):
+            return raw
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return "".join(t + "\n" for t, _ in vocab).encode("utf-8")
+
+
+def vocab_sha256(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Hash of the vocabulary (of ``vocab_text``): equal for a corpus and a model made with the same one."""
+    return hashlib.sha256(vocab_text(tokenizer)).hexdigest()
 
 
 def word_starts(tokens: list[str], offsets: list[tuple[int, int]], text: str,
@@ -100,9 +165,18 @@ def word_starts(tokens: list[str], offsets: list[tuple[int, int]], text: str,
     return new_word & ~cont
 
 
-def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:
-    """Save tokenizer files plus BERT's ``vocab.txt`` (transformers 5 no longer writes it for BERT)."""
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | Path,
+                   model_max_length: int | None = None) -> None:
+    """Save tokenizer files plus BERT's ``vocab.txt`` (transformers 5 no longer writes it for BERT),
+    byte-identical to the vocabulary file the tokenizer was read from.
+
+    ``model_max_length``: the model's ``max_position_embeddings``, so that ``truncation=True`` and
+    pipelines never feed it longer inputs (unset, transformers writes 1e30).
+    """
     out_dir = Path(out_dir)
+    old = tokenizer.model_max_length
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
     try:
         tokenizer.save_pretrained(out_dir)
     except Exception as e:  # the Rust side of tokenizers reports an I/O error as a bare Exception
@@ -111,5 +185,6 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> N
             raise
         code = int(found.group(1))
         raise OSError(code, os.strerror(code), str(out_dir)) from None
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    (out_dir / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
+    finally:
+        tokenizer.model_max_length = old
+    (out_dir / "vocab.txt").write_bytes(vocab_text(tokenizer))

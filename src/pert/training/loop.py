@@ -33,6 +33,7 @@ from pert.config import to_dict
 from pert.convert.hf import load_pretraining_model, save_model_folder
 from pert.corpus.dataset import PreparedCorpus
 from pert.hardware import bf16_supported
+from pert.hub import resolve_model
 from pert.lock import locks_output
 from pert.modeling import PertForPreTraining, preset_config
 from pert.objectives.perlm import KEPT, SHUFFLED
@@ -52,17 +53,19 @@ def resolve_precision(precision: str) -> str:
     return {"fp32": "no"}.get(precision, precision)
 
 
-def build_model(cfg: PretrainConfig, corpus: PreparedCorpus) -> PertForPreTraining:
-    """A fresh preset model for the corpus's vocabulary, or the --init-from folder (same vocabulary)."""
-    if cfg.init_from:
-        vocab = Path(cfg.init_from) / "vocab.txt"
-        import hashlib
+def build_model(cfg: PretrainConfig, corpus: PreparedCorpus, init_from: Path | None = None) -> PertForPreTraining:
+    """A fresh preset model for the corpus's vocabulary, or the --init-from folder (same vocabulary).
 
-        if vocab.is_file() and hashlib.sha256(vocab.read_bytes()).hexdigest() != \
-                corpus.manifest["tokenizer"]["vocab_sha256"]:
-            raise ValueError(f"{cfg.data} was prepared with another vocabulary than {vocab}; "
+    ``init_from``: the local folder of ``cfg.init_from`` when that is a Hub id (``pert.hub.resolve_model``).
+    """
+    if cfg.init_from:
+        from pert.text.tokenizer import vocab_sha256
+
+        init_from = init_from or Path(cfg.init_from)
+        if vocab_sha256(load_tokenizer(init_from)) != corpus.manifest["tokenizer"]["vocab_sha256"]:
+            raise ValueError(f"{cfg.data} was prepared with another vocabulary than {cfg.init_from}; "
                              f"run `pert prepare --vocab {cfg.init_from}` first")
-        model = load_pretraining_model(cfg.init_from, cfg.objective)
+        model = load_pretraining_model(init_from, cfg.objective)
     else:
         config = preset_config(cfg.preset, corpus.vocab_size, max(512, cfg.max_seq_len))
         config.pert_mlm_head = cfg.objective == "mlm"
@@ -138,9 +141,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
     accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), cpu=no_gpu)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
-    tokenizer = load_tokenizer(cfg.init_from if cfg.init_from else corpus.tokenizer_dir)
+    init_from = resolve_model(cfg.init_from, cfg.revision) if cfg.init_from else None
+    tokenizer = load_tokenizer(init_from or corpus.tokenizer_dir)
     data = PretrainData(corpus, cfg, accelerator.process_index, accelerator.num_processes)
-    model = build_model(cfg, corpus)
+    model = build_model(cfg, corpus, init_from)
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, tuple(cfg.adam_betas), cfg.adam_eps)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)

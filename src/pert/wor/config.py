@@ -10,7 +10,9 @@ from pert.config import check, field
 @dataclass
 class WorDataConfig:
     out: str = field(None, required=True, help="output folder (train/dev/test.jsonl, stats.json)")
-    vocab: str = field(None, required=True, help="vocab.txt or model folder whose tokenizer the model will use")
+    vocab: str = field(None, required=True, help="vocab.txt, model folder or Hub id whose tokenizer the model will "
+                                                 "use")
+    revision: str | None = field(None, help="Hub revision (branch, tag or commit) when --vocab is a Hub id")
     inputs: list[str] = field([], help="text files or folders (.txt, .jsonl, .gz)")
     lang: str = field("zh", choices=("zh", "en"), help="zh (words from a segmenter) or en (WordPiece whole words)")
     segmenter: str = field("rjieba", help="Chinese segmenter: rjieba, jieba, char, or module:function")

@@ -199,7 +199,9 @@ def _split_of(seed: int, doc: int, dev_ratio: float, test_ratio: float) -> str:
 
 def make_wor_data(cfg: WorDataConfig) -> dict[str, Any]:
     """Write train/dev/test.jsonl and stats.json under ``cfg.out``; returns the statistics."""
-    tokenizer = load_tokenizer(cfg.vocab, cfg.lowercase)
+    from pert.hub import resolve_model
+
+    tokenizer = load_tokenizer(resolve_model(cfg.vocab, cfg.revision), cfg.lowercase)
     segmenter = get_segmenter(cfg.segmenter) if cfg.lang == "zh" else None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,37 +38,50 @@ class Restorer:
     """A WOR model folder loaded once for many calls."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
-                 max_seq_len: int | None = None, precision: str = "fp32", runtime: str | None = None):
-        """``precision``: fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
+                 max_seq_len: int | None = None, precision: str | None = None, runtime: str | None = None,
+                 revision: str | None = None):
+        """A folder (or Hub id) fine-tuned with ``pert finetune --task wor``; others are refused.
+
+        Unset ``max_seq_len`` and ``precision`` come from the folder's record of its fine-tuning.
+        ``precision``: fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
         between two orders may then fall the other way). ``runtime``: ``torch``, or ``onnx`` for a folder
         from ``pert export onnx`` (CPU, the export's precision); None picks by folder (``pert.runtime``)."""
-        from pert.convert.hf import load_config, load_pretraining_model
+        from pert.convert.hf import load_config, load_pretraining_model, read_training_info
+        from pert.hub import resolve_model
         from pert.runtime import OnnxModel, resolve_runtime
+        from pert.tasks.record import default_precision
         from pert.text.tokenizer import load_tokenizer
 
-        self.model_dir = Path(model_dir)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if precision not in (None, "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.model_dir = resolve_model(model_dir, revision)
+        info = read_training_info(self.model_dir)
+        if info.get("task") != "wor":
+            trained = f"fine-tuned for {info['task']}" if info.get("task") else \
+                "pre-trained" if info.get("objective") else "not fine-tuned by pert"
+            raise ValueError(f"{model_dir}: not a word-order restoration model ({trained}); fine-tune it first "
+                             "with `pert finetune --task wor`")
         self.runtime = resolve_runtime(self.model_dir, runtime)
         self.tokenizer = load_tokenizer(self.model_dir)
         self.model, self.onnx = None, None
         if self.runtime == "onnx":
-            if (device not in (None, "cpu", "auto")) or precision != "fp32":
+            if (device not in (None, "cpu", "auto")) or precision not in (None, "fp32"):
                 raise ValueError("the onnx runtime runs on the CPU at the precision chosen at export "
                                  "(`pert export onnx --quantize int8`); drop --device/--precision")
             self.device = torch.device("cpu")
             self.onnx = OnnxModel(self.model_dir, "wor")
             limit = load_config(self.model_dir).max_position_embeddings
+            precision = "fp32"
         else:
             self.model = load_pretraining_model(self.model_dir, "perlm")
             self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
             self.model.to(self.device).eval()
             limit = self.model.config.max_position_embeddings
-        self.max_seq_len = min(max_seq_len or limit, limit)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.max_seq_len = min(max_seq_len or info.get("max_seq_len") or limit, limit)
         self.batch_size = batch_size
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-        self.precision = precision
+        self.precision = precision or default_precision(info.get("precision"), self.device)
 
     @torch.inference_mode()
     def restore(self, texts: Sequence[str]) -> list[Restoration]:
