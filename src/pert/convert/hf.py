@@ -82,7 +82,7 @@ def save_model_folder(model: transformers.PreTrainedModel, tokenizer: PreTrained
 
     ``exclude``: prefixes of weights to leave out (a converter drops the PerLM head it never had).
     """
-    from pert.convert.card import write_model_card
+    from pert.convert.card import card_title, write_model_card
 
     out_dir = Path(out_dir)
     if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
@@ -108,7 +108,7 @@ def save_model_folder(model: transformers.PreTrainedModel, tokenizer: PreTrained
     if training_info is not None:
         (tmp / TRAINING_INFO).write_text(json.dumps(training_info, indent=2, ensure_ascii=False),
                                          encoding="utf-8")
-    write_model_card(tmp, name=out_dir.name)
+    write_model_card(tmp, name=card_title(out_dir, training_info))
     if out_dir.exists():
         old = out_dir.with_name(out_dir.name + ".old")
         if old.exists():
