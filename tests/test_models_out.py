@@ -105,3 +105,30 @@ def test_pretraining_card_is_named_after_the_run(minilm_dir, tmp_path):
     assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("acc_shuffled", 0.25),
                                                                                ("acc_kept", 0.5)]
     assert "sequences" not in card.content and "| lr | 0.0001 |" in card.text
+
+
+TF1_RELEASE = Path(__file__).parent / "data" / "tf1" / "chinese_pert_tiny"
+
+
+@pytest.mark.skipif(not TF1_RELEASE.is_dir(), reason="the committed TF1 fixture (tests/data/tf1) is absent")
+def test_converted_release_leaves_its_random_mlm_head_out(tmp_path, capsys):
+    """HFL's FAQ: the released cls/predictions head is random. Not kept by default, so the card offers no
+    fill-mask; --keep-mlm-head keeps it, with the warning on screen and in the card."""
+    from safetensors import safe_open
+
+    for flag, kept in (([], False), (["--keep-mlm-head"], True)):
+        out = tmp_path / ("kept" if kept else "default")
+        capsys.readouterr()
+        assert main(["convert", "tf1", str(TF1_RELEASE), "--out", str(out), *flag]) == 0
+        printed = capsys.readouterr().out
+        assert f"MLM head: {'yes' if kept else 'no'}" in printed
+        assert ("randomly initialised MLM head" in printed) == kept
+        assert ("--keep-mlm-head` keeps it" in printed) == (not kept)
+        with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+            assert any(k.startswith("cls.predictions.") for k in f.keys()) == kept
+        architectures = json.loads((out / "config.json").read_text())["architectures"]
+        assert architectures == (["BertForMaskedLM"] if kept else ["BertModel"])
+        card = ModelCard.load(out / "README.md")
+        assert card.data.pipeline_tag == ("fill-mask" if kept else "feature-extraction")
+        assert ("BertForMaskedLM" in card.text) == kept and ("randomly initialised MLM head" in card.text) == kept
+        assert card.data.model_name == out.name
