@@ -49,15 +49,19 @@ SENTENCES = ["我们今天北京去开会。", "中国人民银行发布了新�
 
 @pytest.fixture(scope="module")
 def models(peoples_daily_tagged: Path, minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny PERT pre-trained for a few PerLM steps, and MiniLM with a seeded QA head."""
+    """A tiny PERT pre-trained for a few PerLM steps, that PERT fine-tuned for word order for a few more (pert
+    restore refuses models never fine-tuned for it), and MiniLM with a seeded QA head."""
     from transformers import BertForQuestionAnswering
 
     from pert.convert.hf import save_model_folder
     from pert.corpus.prepare import PrepareConfig, prepare
+    from pert.tasks import FinetuneConfig, finetune
     from pert.text import load_tokenizer
     from pert.text.vocab import build_vocab
     from pert.training.config import PretrainConfig
     from pert.training.loop import pretrain
+    from pert.wor.config import WorDataConfig
+    from pert.wor.data import make_wor_data
     from pert.wor.sources import peoples_daily_lines, write_lines
 
     out = tmp_path_factory.mktemp("serve-models")
@@ -71,10 +75,15 @@ def models(peoples_daily_tagged: Path, minilm_dir: Path, tmp_path_factory: pytes
     pretrain(PretrainConfig(data=str(out / "prep"), out=str(out / "pt"), preset="tiny", max_seq_len=64,
                             batch_size=16, max_steps=steps, lr=1e-3, warmup_steps=2, eval_every=0, save_every=0,
                             eval_sequences=16, num_workers=0, precision="fp32"))
+    make_wor_data(WorDataConfig(out=str(out / "wor-data"), vocab=str(out / "pt" / "final"), inputs=[str(corpus)],
+                                max_tokens=62, max_train=64, max_dev=16, max_test=16))
+    finetune(FinetuneConfig(task="wor", model=str(out / "pt" / "final"), data=str(out / "wor-data"),
+                            out=str(out / "wor"), max_steps=2, max_seq_len=64, batch_size=16, eval_splits=["dev"],
+                            save_predictions=False))
     torch.manual_seed(0)
     qa = BertForQuestionAnswering.from_pretrained(str(minilm_dir))
     save_model_folder(qa, load_tokenizer(minilm_dir), out / "qa")
-    return {"qa": out / "qa", "pert": out / "pt" / "final"}
+    return {"qa": out / "qa", "pert": out / "pt" / "final", "wor": out / "wor" / "seed-1" / "best"}
 
 
 def _free_port() -> int:
@@ -121,7 +130,7 @@ def _post(url: str, body: dict | bytes) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
-    proc, url = _start(["--qa", str(models["qa"]), "--wor", str(models["pert"]), "--perlm", str(models["pert"]),
+    proc, url = _start(["--qa", str(models["qa"]), "--wor", str(models["wor"]), "--perlm", str(models["pert"]),
                         "--max-items", "8", "--max-chars", "3000", "--max-body-bytes", "100000",
                         "--batch-wait-ms", "20"], log)
     yield url
@@ -145,7 +154,7 @@ def _cli_restore(model: Path, sentences: list[str], capsys) -> list[str]:
 def test_api_lists_models_health_and_openapi(server: str, models: dict[str, Path]) -> None:
     listed = _get(server + "/v1/models")
     assert [(m["task"], m["path"]) for m in listed["models"]] == [
-        ("qa", str(models["qa"])), ("wor", str(models["pert"])), ("perlm", str(models["pert"]))]
+        ("qa", str(models["qa"])), ("wor", str(models["wor"])), ("perlm", str(models["pert"]))]
     assert [m.get("runtime") for m in listed["models"]] == ["torch", "torch", None]
     assert listed["limits"] == {"max_items": 8, "max_chars": 3000, "max_body_bytes": 100000}
     assert _get(server + "/healthz")["status"] == "ok"
@@ -171,7 +180,7 @@ def test_api_restore_equals_pert_restore(server: str, models: dict[str, Path], c
     status, body = _post(server + "/v1/restore", {"sentences": SENTENCES})
     assert status == 200
     got = body["restorations"]
-    assert [r["text"] for r in got] == _cli_restore(models["pert"], SENTENCES, capsys)
+    assert [r["text"] for r in got] == _cli_restore(models["wor"], SENTENCES, capsys)
     for s, r in zip(SENTENCES, got, strict=True):
         assert r["input"] == s and Counter(r["text"]) == Counter(s)  # the input's characters, reordered
         # moved spans of the output and of the input cover the same characters
@@ -370,7 +379,7 @@ def test_page_in_a_real_browser(server: str, models: dict[str, Path], browser, t
     page.click("#wor-submit")
     page.wait_for_selector("#wor-result:not([hidden])")
     api = _post(server + "/v1/restore", {"sentence": sentence})[1]["restorations"][0]
-    assert page.inner_text("#wor-output") == api["text"] == _cli_restore(models["pert"], [sentence], capsys)[0]
+    assert page.inner_text("#wor-output") == api["text"] == _cli_restore(models["wor"], [sentence], capsys)[0]
     assert page.inner_text("#wor-marked") == sentence
     assert page.locator("#wor-marked mark").all_inner_texts() == [sentence[a:b] for a, b in api["input_moved"]]
     assert page.locator("#wor-output mark").all_inner_texts() == [api["text"][a:b] for a, b in api["moved"]]
