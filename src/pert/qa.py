@@ -11,6 +11,9 @@ span over all windows wins. Windows run in length-sorted batches, each padded on
 window, under ``torch.inference_mode``; ``precision="bf16"`` adds autocast (GPUs, CPUs with
 avx512_bf16/AMX). Speed against the transformers 4.x pipeline: ``benchmarks/inference.py``.
 
+``runtime="onnx"`` (``pert qa --runtime onnx``) runs a folder written by ``pert export onnx`` on
+onnxruntime instead (CPU; fp32, or int8 when exported with ``--quantize int8``): ``pert.runtime``.
+
 A folder fine-tuned on SQuAD 2.0 (its ``pert_training.json`` says ``task: squad2``) may answer ""
 (no answer), using the null threshold chosen on dev.
 """

