@@ -111,7 +111,7 @@ def test_qa_onnx_int8_agrees_on_most_answers(qa_model: Path, qa_exports: dict[st
     same = sum(int8[q] == a for q, a in fp32.items())
     f1_fp32, f1_int8 = evaluate_v1(gold, fp32)["f1"], evaluate_v1(gold, int8)["f1"]
     print(f"int8 = fp32 on {same}/{len(asked)} answers; F1 fp32 {f1_fp32:.1f}, int8 {f1_int8:.1f}")
-    assert f1_fp32 > 20  # the fitted head reads: answers worth comparing
+    assert f1_fp32 > 15  # the fitted head reads (measured here: F1 21.2; int8 24.6): answers worth comparing
     # A head on a frozen encoder leaves small margins between spans, so int8's noise flips many of them
     # (measured here: 21/40 equal); the F1 change on real data is in benchmarks/README.md.
     assert same >= 0.4 * len(asked)
