@@ -319,7 +319,7 @@ def bench_restore(models: Path, vocab: Path, n: int, batch_size: int) -> None:
 
     model_dir = build_restore_model(models, vocab)
     sentences = ["".join(words) for words in peoples_daily_sentences() if 8 <= len("".join(words)) <= 120][:n]
-    restorer = Restorer(model_dir, device="cpu", batch_size=batch_size)
+    restorer = Restorer(model_dir, device="cpu", batch_size=batch_size, precision="fp32")
     restorer.restore(sentences[:batch_size])
     start = time.perf_counter()
     restorer.restore(sentences)

@@ -55,3 +55,15 @@ def test_help_lists_choices_and_required_options_and_no_doubled_default():
     finetune = sub["finetune"].format_help()
     assert "required (on the command line or in --config)" in finetune
     assert "{zh,en}" in sub["prepare"].format_help()
+
+
+def test_device_and_precision_mean_the_same_in_every_verb_that_runs_a_model():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    for verb in ("pretrain", "finetune", "evaluate", "qa", "restore"):
+        args = sub[verb].parse_args(["--model", "m"] if verb in ("qa", "restore") else [])
+        options = {a.dest: a for a in sub[verb]._actions}
+        assert options["precision"].choices == ("auto", "fp32", "bf16", "fp16"), verb
+        assert "--device" in options["device"].option_strings, verb
+        # the config verbs leave unset flags None (the dataclass default, auto, applies); the others say auto
+        assert args.precision in (None, "auto") and args.device in (None, "auto"), verb

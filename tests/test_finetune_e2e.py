@@ -27,7 +27,7 @@ def sst2_run(shared_data: Path, minilm_dir: Path, tmp_path_factory: pytest.TempP
     out = tmp_path_factory.mktemp("sst2") / "run"
     cfg = FinetuneConfig(task="sst2", model=str(minilm_dir), data=str(shared_data / "en/glue/SST-2"), out=str(out),
                          model_name="minilm", seeds=[1], lr=4e-4, batch_size=16, max_steps=36,
-                         max_train_examples=576, max_seq_len=32, eval_batch_size=128, eval_splits=["dev"])
+                         max_train_examples=576, max_seq_len=32, eval_batch_size=128, splits=["dev"])
     finetune(cfg)
     return out
 
@@ -71,7 +71,7 @@ def test_saved_folder_is_plain_transformers(sst2_run: Path, shared_data: Path) -
 def test_evaluate_cli_rescores_the_saved_model(sst2_run: Path, shared_data: Path, capsys) -> None:
     best = sst2_run / "seed-1" / "best"
     rc = main(["evaluate", "--task", "sst2", "--model", str(best), "--data", str(shared_data / "en/glue/SST-2"),
-               "--max-examples", "64", "--max-seq-len", "32"])
+               "--max-eval-examples", "64", "--max-seq-len", "32"])
     assert rc == 0
     scored = json.loads(capsys.readouterr().out)["dev"]["accuracy"]
     rows = [json.loads(line) for line in (sst2_run / "seed-1" / "predictions_dev.jsonl").open()][:64]
@@ -103,7 +103,7 @@ def test_two_seeds_write_a_max_avg_table(pert_folder: Path, shared_data: Path, s
     out = tmp_path / "two-seeds"
     rc = main(["finetune", "--task", "sst2", "--model", str(pert_folder), "--data", str(shared_data / "en/glue/SST-2"),
                "--out", str(out), "--seeds", "3", "4", "--max-train-examples", "64", "--max-steps", "3",
-               "--max-eval-examples", "40", "--max-seq-len", "32", "--lr", "1e-3", "--eval-splits", "dev"])
+               "--max-eval-examples", "40", "--max-seq-len", "32", "--lr", "1e-3", "--splits", "dev"])
     assert rc == 0
     per_seed = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["dev"]["accuracy"] for s in (3, 4)]
     summary = json.loads((out / "results.json").read_text())["summary"]["dev"]["accuracy"]
@@ -149,7 +149,7 @@ def test_ner_through_the_loop_and_back(pert_folder: Path, shared_data: Path, tmp
     dev = result["seeds"][0]["dev"]
     assert set(dev) >= {"f1", "precision", "recall", "f1_PER", "f1_LOC", "f1_ORG", "f1_MISC"}
     again = evaluate("conll2003", out / "seed-5" / "best", shared_data / "en/conll2003", ["dev"],
-                     task_args=["doc_stride=4"], max_examples=30, max_seq_len=16)
+                     task_args=["doc_stride=4"], max_eval_examples=30, max_seq_len=16)
     assert again["dev"] == pytest.approx(dev)
     rows = [json.loads(line) for line in (out / "seed-5" / "predictions_dev.jsonl").open()]
     assert [len(r["prediction"]) for r in rows] == [len(r["tokens"]) for r in rows]

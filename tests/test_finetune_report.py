@@ -55,6 +55,9 @@ def test_merge_runs_models_by_tasks(tmp_path: Path) -> None:
     assert "| bert | 88.0 (87.5) | - |" in lines
     assert "| pert | 90.0 (89.5) | 60.0 (59.0) |" in lines
     assert data["models"]["pert"]["cola dev (mcc)"]["values"] == [60.0, 58.0]
+    # a run folder named twice, directly and through its parent, counts once
+    again, _ = merge_runs([tmp_path / "all", tmp_path / "all" / "pert-cola", f"{tmp_path}/all/pert-cola/"])
+    assert again == markdown
     markdown, _ = merge_runs([tmp_path / "all"], metric="accuracy")
     assert "| pert | 86.0 (85.5) | 82.0 (81.5) |" in markdown.splitlines()
     with pytest.raises(FileNotFoundError, match="no such run folder"):
@@ -62,3 +65,11 @@ def test_merge_runs_models_by_tasks(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no results.json"):
         merge_runs([tmp_path / "empty"])
+
+
+def test_default_model_name_of_generic_folders() -> None:
+    from pert.tasks.loop import default_model_name
+
+    assert default_model_name("runs/pert-tiny/final") == "pert-tiny/final"
+    assert default_model_name("run/checkpoints/step_00001000") == "checkpoints/step_00001000"
+    assert default_model_name("models/pert-base") == "pert-base"

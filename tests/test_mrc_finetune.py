@@ -44,8 +44,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, minilm_dir:
     data = _split(shared_data / "en/squad1.1/dev-v1.1.json.zip", tmp / "data")
     cfg = FinetuneConfig(task="squad1", model=str(minilm_dir), data=str(data), out=str(tmp / "run"), seeds=[1],
                          max_seq_len=MAX_SEQ_LEN, batch_size=BATCH, eval_batch_size=64, lr=3e-4, max_steps=STEPS,
-                         max_train_examples=STEPS * BATCH, max_eval_examples=EVAL_QUESTIONS, eval_splits=["dev"],
-                         eval_steps=STEPS, task_args=TASK_ARGS)
+                         max_train_examples=STEPS * BATCH, max_eval_examples=EVAL_QUESTIONS, splits=["dev"],
+                         eval_every=STEPS, task_args=TASK_ARGS)
     result = finetune(cfg)
     return {"data": data, "out": tmp / "run", "best": tmp / "run" / "seed-1" / "best",
             "dev": result["seeds"][0]["dev"]}

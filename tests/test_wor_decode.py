@@ -107,7 +107,7 @@ def test_restore_output_is_a_permutation_of_the_input(random_model: Path, zh_tok
                                                       capsys) -> None:
     texts = ["我们今天去北京开会，讨论明年的工作计划。", "１９９８年，我用 iPhone 看了《人民日报》。", "",
              "很长的句子" * 20]
-    results = Restorer(random_model, batch_size=3).restore(texts)
+    results = Restorer(random_model, batch_size=3, precision="fp32").restore(texts)
     changed = 0
     for text, r in zip(texts, results, strict=True):
         assert Counter(r.text.replace(" ", "")) == Counter(text.replace(" ", ""))
@@ -115,12 +115,12 @@ def test_restore_output_is_a_permutation_of_the_input(random_model: Path, zh_tok
         changed += r.text != text
     assert changed >= 2  # the random model does reorder, and the output is still the input's tokens
     assert results[3].text[62:] == texts[3][62:]  # past max_seq_len - 2 tokens nothing moves
-    assert restore(texts[:1], random_model) == [results[0].text]
+    assert restore(random_model, texts[:1], precision="fp32") == [results[0].text]
 
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"corrupted": t, "original": t}, ensure_ascii=False) + "\n"
                            for t in texts[:2]), encoding="utf-8")
-    scores = restore_file(random_model, src, tmp_path / "out.jsonl")
+    scores = restore_file(random_model, src, tmp_path / "out.jsonl", precision="fp32")
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
     assert [r["output"] for r in rows] == [r.text for r in results[:2]]
     assert scores["positive"] == 0 and scores["sentence_accuracy"] == 100.0 * sum(

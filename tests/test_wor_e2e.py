@@ -66,7 +66,7 @@ def test_pretrain_finetune_restore(peoples_daily_tagged: Path, tmp_path: Path, c
     precision = "bf16" if summary["precision"] == "bf16" else "fp32"
     finetune(FinetuneConfig(task="wor", model=str(tmp_path / "pt" / "final"), data=str(wor), out=str(run),
                             task_args=["moved_weight=5"], lr=1e-3, batch_size=32, max_seq_len=SEQ,
-                            max_steps=FINETUNE_STEPS, epochs=100, eval_steps=FINETUNE_STEPS, eval_splits=["test"],
+                            max_steps=FINETUNE_STEPS, epochs=100, eval_every=FINETUNE_STEPS, splits=["test"],
                             precision=precision))
     metrics = json.loads((run / "seed-1" / "metrics.json").read_text("utf-8"))["test"]
     pred_file = run / "seed-1" / "predictions_test.jsonl"

@@ -15,6 +15,17 @@ import sys
 import pert
 from pert.config import ConfigError
 
+INFERENCE = True  # a verb that runs a fine-tuned folder: --precision auto follows the folder's record
+
+
+def _add_device_precision(p: argparse.ArgumentParser, inference: bool = False) -> None:
+    """--device and --precision of the verbs without a config dataclass, as the config verbs have them."""
+    from pert.config import DEVICE_HELP, INFERENCE_PRECISION_HELP, PRECISION_HELP, PRECISIONS
+
+    p.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help=f"{INFERENCE_PRECISION_HELP if inference else PRECISION_HELP} (default: auto)")
+
 
 def _add_vocab(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vocab", help="build a WordPiece vocab.txt from a corpus",
@@ -23,7 +34,9 @@ def _add_vocab(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="vocab.txt to write")
     p.add_argument("--vocab-size", type=int, default=21128, help="target size (default: 21128)")
     p.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency (default: 2)")
-    p.add_argument("--cased", action="store_true", help="keep case (default: lower-case)")
+    p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True,
+                   help="lower-case and strip accents, as uncased BERT (default: on)")
+    p.add_argument("--cased", dest="lowercase", action="store_false", help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--text-field", default="text", help="field of .jsonl records (default: text)")
     p.add_argument("--doc-sep", choices=["line", "blank"], default="line",
                    help="documents are lines, or separated by blank lines (default: line)")
@@ -34,7 +47,7 @@ def _run_vocab(args: argparse.Namespace) -> None:
     from pert.text.vocab import build_vocab
 
     texts = (doc.text for doc in iter_documents(args.inputs, text_field=args.text_field, doc_sep=args.doc_sep))
-    n = build_vocab(texts, args.out, vocab_size=args.vocab_size, lowercase=not args.cased,
+    n = build_vocab(texts, args.out, vocab_size=args.vocab_size, lowercase=args.lowercase,
                     min_frequency=args.min_frequency)
     print(f"wrote {args.out}: {n} tokens")
 
@@ -151,7 +164,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     cfg = build_config(EvaluateConfig, args.config,
                        {k: v for k, v in vars(args).items() if k not in ("command", "config", "func", "verbose")})
     results = evaluate(cfg.task, cfg.model, cfg.data, cfg.splits, task_args=cfg.task_args,
-                       batch_size=cfg.batch_size, max_seq_len=cfg.max_seq_len, max_examples=cfg.max_examples,
+                       batch_size=cfg.batch_size, max_seq_len=cfg.max_seq_len, max_eval_examples=cfg.max_eval_examples,
+
                        device=cfg.device, precision=cfg.precision, predictions_dir=cfg.predictions,
                        revision=cfg.revision)
     print(json.dumps(results, indent=2))
@@ -216,10 +230,7 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="file of sentences (.txt or .jsonl)")
     p.add_argument("--output", help="file to write (required with --input)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default: 32)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
-                   help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs) "
-                        "(default: the fine-tuning one where this device runs it well, else fp32)")
+    _add_device_precision(p, INFERENCE)
     p.add_argument("--show-moves", action="store_true", help="also print the moved spans, in [brackets]")
     _add_runtime_arg(p)
 
@@ -285,7 +296,8 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a model folder: architecture, size, vocabulary, heads",
                        description="Architecture, parameter count, vocabulary size and casing, heads present "
                                    "(PerLM, MLM, QA, classification), dtype and how it was trained if known.")
-    p.add_argument("model", help="model folder or Hub id")
+    p.add_argument("--model", dest="model_flag", help="model folder or Hub id (`pert info MODEL` works too)")
+    p.add_argument("model", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--revision", help="Hub revision (branch, tag or commit) when the model is a Hub id")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -296,7 +308,9 @@ def _run_info(args: argparse.Namespace) -> None:
 
     from pert.convert.info import format_info, model_info
 
-    info = model_info(args.model, args.revision)
+    if bool(args.model_flag) == bool(args.model):
+        raise ValueError("give the model as --model FOLDER_OR_HUB_ID")
+    info = model_info(args.model_flag or args.model, args.revision)
     print(json.dumps(dataclasses.asdict(info), indent=2, ensure_ascii=False) if args.json
           else format_info(info))
 
@@ -322,10 +336,7 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--null-threshold", type=float, default=None,
                    help="answer '' when null score - best span score exceeds it (default: the dev threshold "
                         "of a SQuAD 2.0 model; never for other models)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
-    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
-                   help="fp32 (exact), bf16 autocast (faster on GPUs and CPUs with AVX512-BF16/AMX), fp16 (GPUs) "
-                        "(default: the fine-tuning one where this device runs it well, else fp32)")
+    _add_device_precision(p, INFERENCE)
     _add_runtime_arg(p)
 
 

@@ -18,6 +18,14 @@ import yaml
 
 C = TypeVar("C")
 
+# One meaning everywhere: every verb that runs a model takes these.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_HELP = ("auto: bf16 autocast where the hardware has it (CUDA with bf16, CPUs with AVX512-BF16/AMX), "
+                  "else fp32; fp32: exact; bf16/fp16: autocast (fp16 needs a GPU)")
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+INFERENCE_PRECISION_HELP = ("auto: the model's fine-tuning precision where the device runs it well, else fp32; "
+                            "fp32: exact; bf16/fp16: autocast (fp16 needs a GPU)")
+
 
 class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message names the field."""

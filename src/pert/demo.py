@@ -126,7 +126,7 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 4.0, max_steps: int 
     precision = "bf16" if summary["precision"] == "bf16" else "fp32"
     finetune(FinetuneConfig(task="wor", model=str(out / "run" / "final"), data=str(wor), out=str(run),
                             task_args=["moved_weight=5"], lr=1e-3, batch_size=32, max_seq_len=32,
-                            max_steps=wor_steps, epochs=100, eval_steps=wor_steps, eval_splits=["test"],
+                            max_steps=wor_steps, epochs=100, eval_every=wor_steps, splits=["test"],
                             precision=precision))
     scores = json.loads((run / "seed-1" / "metrics.json").read_text("utf-8"))["test"]
     unchanged = sum(not e.moves for e in test) / len(test)

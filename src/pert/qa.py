@@ -48,7 +48,6 @@ class Answer:
     end: int
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 NON_MODEL_KEYS = ("example_index", "offsets", "max_context", "start_positions", "end_positions")
 
 
@@ -58,13 +57,13 @@ class QuestionAnswerer:
     def __init__(self, model_dir: str | Path, *, device: str = "auto", max_seq_len: int | None = None,
                  doc_stride: int | None = None, max_query_len: int | None = None,
                  max_answer_len: int | None = None, n_best: int = 20, null_threshold: float | None = None,
-                 batch_size: int = 32, precision: str | None = None, runtime: str | None = None,
+                 batch_size: int = 32, precision: str | None = "auto", runtime: str | None = None,
                  revision: str | None = None) -> None:
         """Unset window options come from the folder's ``pert_training.json`` when it records them, else
         from the task's defaults (doc_stride 128, max_query_len 64, max_answer_len 30).
 
-        ``precision``: ``fp32`` (exact; the default unless the folder was fine-tuned in another precision
-        this device runs well), ``bf16`` (autocast: faster on GPUs and on CPUs with
+        ``precision``: ``auto`` (the default: the folder's fine-tuning precision where this device runs it well,
+        else fp32), ``fp32`` (exact), ``bf16`` (autocast: faster on GPUs and on CPUs with
         avx512_bf16 or AMX, answers may differ where two spans score almost alike) or ``fp16`` (GPUs).
         ``runtime``: ``torch``, or ``onnx`` for a folder from ``pert export onnx`` (onnxruntime on the CPU;
         its precision is the export's); None picks by folder (``pert.runtime``).
@@ -77,8 +76,9 @@ class QuestionAnswerer:
         from pert.tasks.record import default_precision
         from pert.text import load_tokenizer
 
-        if precision is not None and precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        precision = None if precision == "auto" else precision
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_dir = resolve_model(model_dir, revision)

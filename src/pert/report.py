@@ -80,7 +80,8 @@ def write_run_report(out_dir: str | Path, record: dict[str, Any],
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders (holding results.json) among ``paths`` and their direct sub-folders."""
+    """Run folders (holding results.json) among ``paths`` and their direct sub-folders; a folder named twice
+    (``runs/a runs/a/``, ``runs runs/a``) counts once."""
     runs: list[Path] = []
     for p in map(Path, paths):
         if (p / RESULTS).is_file():
@@ -92,7 +93,8 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
             runs.extend(found)
         else:
             raise FileNotFoundError(f"{p}: no such run folder")
-    return runs
+    seen: set[Path] = set()
+    return [r for r in runs if not (r.resolve() in seen or seen.add(r.resolve()))]
 
 
 def merge_runs(paths: Sequence[str | Path], metric: str | None = None, digits: int = 1) -> tuple[str, dict[str, Any]]:

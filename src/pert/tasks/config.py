@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pert.config import check, field
+from pert.config import DEVICE_HELP, INFERENCE_PRECISION_HELP, PRECISION_HELP, PRECISIONS, check, field
 
 if TYPE_CHECKING:
     from pert.tasks.base import TaskDefaults
@@ -37,14 +37,14 @@ class FinetuneConfig:
     group_by_length: bool = field(False, help="train on batches of similar-length examples (less padding, faster; "
                                               "batches less mixed)")
     max_steps: int = field(0, help="stop after this many optimizer steps (0: run all epochs)")
-    eval_steps: int = field(0, help="evaluate on dev every N steps (0: at the end of each epoch)")
+    eval_every: int = field(0, help="evaluate on dev every N steps (0: at the end of each epoch)")
     max_train_examples: int = field(0, help="train on a fixed random subset of this size (0: all)")
     max_eval_examples: int = field(0, help="evaluate on the first N examples of each split (0: all)")
-    eval_splits: list[str] = field(["dev", "test"], help="splits scored with the best checkpoint")
+    splits: list[str] = field(["dev", "test"], help="splits scored with the best checkpoint (dev, test)")
     save_model: bool = field(True, help="save each seed's best checkpoint as a Hugging Face folder")
     save_predictions: bool = field(True, help="write each scored split's predictions")
-    device: str = field("auto", help="auto, cpu, cuda, cuda:N or mps")
-    precision: str = field("fp32", help="fp32, bf16 or fp16 (mixed precision autocast)")
+    device: str = field("auto", help=DEVICE_HELP)
+    precision: str = field("auto", choices=PRECISIONS, help=PRECISION_HELP)
     log_every: int = field(50, help="log the training loss every N steps")
     save_every: int = field(0, help="checkpoint every N steps (0: at every dev evaluation)")
     resume: bool = field(False, help="continue interrupted seeds from their checkpoints in --out; skip "
@@ -64,11 +64,11 @@ class FinetuneConfig:
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         check(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
         check(self.grad_accum >= 1, "grad_accum", "must be >= 1")
-        for name in ("max_steps", "eval_steps", "max_train_examples", "max_eval_examples", "save_every"):
+        for name in ("max_steps", "eval_every", "max_train_examples", "max_eval_examples", "save_every"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
-        bad = [s for s in self.eval_splits if s not in ("dev", "test")]
-        check(not bad, "eval_splits", f"must name dev and/or test, got {bad}")
-        check(self.precision in ("fp32", "bf16", "fp16"), "precision", "must be fp32, bf16 or fp16")
+        bad = [s for s in self.splits if s not in ("dev", "test")]
+        check(not bad, "splits", f"must name dev and/or test, got {bad}")
+        check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         check(self.log_every > 0, "log_every", "must be positive")
 
     def resolved(self, defaults: TaskDefaults) -> FinetuneConfig:
@@ -94,10 +94,10 @@ class EvaluateConfig:
     task_args: list[str] = field([], help="task options as KEY=VALUE")
     batch_size: int = field(64, help="evaluation batch size")
     max_seq_len: int | None = field(None, help="tokens per sequence (default: the task's)")
-    max_examples: int = field(0, help="score the first N examples of each split (0: all)")
+    max_eval_examples: int = field(0, help="score the first N examples of each split (0: all)")
     predictions: str | None = field(None, help="folder to write predictions_<split>.jsonl into")
-    device: str = field("auto", help="auto, cpu, cuda, cuda:N or mps")
-    precision: str | None = field(None, help="fp32, bf16 or fp16 (default: the model's fine-tuning precision)")
+    device: str = field("auto", help=DEVICE_HELP)
+    precision: str = field("auto", choices=PRECISIONS, help=INFERENCE_PRECISION_HELP)
 
     def __post_init__(self) -> None:
         for name in ("model", "data"):  # the task defaults to the one the model was fine-tuned for
@@ -106,5 +106,5 @@ class EvaluateConfig:
         check(not bad and len(self.splits) > 0, "splits", f"must name train, dev or test, got {self.splits}")
         check(self.batch_size > 0, "batch_size", "must be positive")
         check(self.max_seq_len is None or self.max_seq_len >= 8, "max_seq_len", "must be at least 8")
-        check(self.max_examples >= 0, "max_examples", "must be >= 0")
-        check(self.precision in (None, "fp32", "bf16", "fp16"), "precision", "must be fp32, bf16 or fp16")
+        check(self.max_eval_examples >= 0, "max_eval_examples", "must be >= 0")
+        check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")

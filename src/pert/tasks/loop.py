@@ -4,7 +4,7 @@
     pert evaluate --task sst2 --model runs/sst2/seed-1/best --data glue/SST-2 --splits dev
 
 Per seed: seed everything -> build the model -> AdamW (no decay on biases/LayerNorm), linear warm-up
-then linear decay -> evaluate on dev every ``eval_steps`` (or each epoch), keep the best state by the
+then linear decay -> evaluate on dev every ``eval_every`` (or each epoch), keep the best state by the
 task's main metric -> score the best state on dev and test (when labelled) -> save it as a Hugging
 Face folder. Training runs on Accelerate (one or several processes, one precision path) and checkpoints
 like pre-training (``pert.training.checkpoint``); ``--resume`` continues an interrupted seed and skips
@@ -43,6 +43,7 @@ import transformers
 from tqdm.auto import tqdm
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from pert.hardware import resolve_device, resolve_precision
 from pert.lock import locks_output
 from pert.optim import adamw
 from pert.scalars import ScalarWriter
@@ -51,23 +52,6 @@ from pert.tasks.config import FinetuneConfig
 from pert.training.checkpoint import checkpoint_dirs
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device {name!r}: not a device name ({e})") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -131,8 +115,8 @@ def _read(task: Task, data: Path, split: str, limit: int = 0) -> list[Any] | Non
 
 def evaluate(task: Task | str | None, model_dir: str | Path, data_dir: str | Path, splits: Sequence[str] = ("dev",),
              *, task_args: Sequence[str] | dict[str, Any] | None = None, batch_size: int = 64,
-             max_seq_len: int | None = None, max_examples: int = 0, device: str = "auto",
-             precision: str | None = None, predictions_dir: str | Path | None = None,
+             max_seq_len: int | None = None, max_eval_examples: int = 0, device: str = "auto",
+             precision: str | None = "auto", predictions_dir: str | Path | None = None,
              revision: str | None = None) -> dict[str, dict[str, float] | None]:
     """Score a model folder (or Hub id) on a task's splits: ``{split: metrics}`` (None for an unlabelled split).
 
@@ -151,6 +135,7 @@ def evaluate(task: Task | str | None, model_dir: str | Path, data_dir: str | Pat
     if task.name == trained.get("task"):
         max_seq_len = max_seq_len or trained.get("max_seq_len")
     dev = resolve_device(device)
+    precision = None if precision == "auto" else precision
     precision = precision or default_precision(trained.get("precision") if task.name == trained.get("task")
                                                else None, dev)
     tokenizer = load_tokenizer(model_dir)
@@ -161,7 +146,7 @@ def evaluate(task: Task | str | None, model_dir: str | Path, data_dir: str | Pat
     model.to(dev)
     results: dict[str, dict[str, float] | None] = {}
     for split in splits:
-        examples = _read(task, data_dir, split, max_examples)
+        examples = _read(task, data_dir, split, max_eval_examples)
         if examples is None:
             raise FileNotFoundError(f"{data_dir}: task {task.name} has no {split} file there")
         features = task.encode(examples, tokenizer, max_seq_len or task.defaults.max_seq_len)
@@ -195,9 +180,10 @@ def run_record(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
 
 
 def default_model_name(model_dir: str | Path) -> str:
-    """The folder's name, with its parent's for generic names (``runs/pert-tiny/final`` -> ``pert-tiny/final``)."""
+    """The folder's name, with its parent's for generic names (``runs/pert-tiny/final`` -> ``pert-tiny/final``,
+    ``run/checkpoints/step_00001000`` -> ``checkpoints/step_00001000``)."""
     path = Path(model_dir).resolve()
-    if path.name in ("final", "model", "best", "checkpoint") or path.name.startswith("step-"):
+    if path.name in ("final", "model", "best", "checkpoint") or path.name.startswith("step_"):
         return f"{path.parent.name}/{path.name}"
     return path.name
 
@@ -250,6 +236,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if not data_dir.is_dir():
         raise FileNotFoundError(f"--data {data_dir}: no such folder")
     check_model_folder(model_dir, load_config(model_dir))  # a hostile config.json fails before the data is read
+    device = resolve_device(cfg.device)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     accelerator = make_accelerator(cfg.device, cfg.precision)
     tokenizer = load_tokenizer(model_dir)
 
@@ -261,7 +249,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         train = [train[i] for i in keep]
     # dev always (it picks the best checkpoint); test only when it is to be scored
     splits = {s: _read(task, data_dir, s, cfg.max_eval_examples) for s in ("dev", "test")
-              if s == "dev" or s in cfg.eval_splits}
+              if s == "dev" or s in cfg.splits}
     log.info("%s: %d train examples; %s", task.name, len(train),
              ", ".join(f"{s} {'absent' if e is None else len(e)}" for s, e in splits.items()))
     train_features = task.encode(train, tokenizer, cfg.max_seq_len)
@@ -388,7 +376,7 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, acce
     optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     trainer, optimizer = accelerator.prepare(_TaskLoss(task, model), optimizer)
-    eval_every = cfg.eval_steps or steps_per_epoch
+    eval_every = cfg.eval_every or steps_per_epoch
     writer = ScalarWriter(seed_dir / "tensorboard") if main else None
     dev_examples, dev_features = splits.get("dev"), eval_features.get("dev")
     can_select = dev_examples is not None and task.has_labels(dev_examples)
@@ -497,7 +485,7 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, acce
                               "train_seconds": round(train_seconds, 1),
                               "processes": accelerator.num_processes,
                               "replica_sha256": _replica_hashes(accelerator, model)}
-    for split in cfg.eval_splits:
+    for split in cfg.splits:
         examples = splits.get(split)
         if examples is None:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pert.config import check, field
+from pert.config import DEVICE_HELP, PRECISION_HELP, PRECISIONS, check, field
 from pert.objectives.config import ObjectiveConfig
 from pert.presets import PRESETS
 
@@ -26,8 +26,9 @@ class PretrainConfig(ObjectiveConfig):
     weight_decay: float = field(0.01, help="AdamW decay (none on biases and LayerNorm)")
     adam_eps: float = field(1e-6, help="AdamW epsilon")
     adam_betas: list[float] = field([0.9, 0.999], help="AdamW betas")
-    clip_norm: float = field(1.0, help="gradient clipping norm (0: off)")
-    precision: str = field("auto", help="auto (bf16 where the hardware has it), bf16, fp16 or fp32")
+    max_grad_norm: float = field(1.0, help="gradient clipping norm (0: off)")
+    precision: str = field("auto", choices=PRECISIONS, help=PRECISION_HELP)
+    device: str = field("auto", choices=("auto", "cpu", "cuda", "mps"), help=DEVICE_HELP)
     seed: int = field(42, help="seed of model init, data order, selection and permutation")
     eval_sequences: int = field(256, help="held-out sequences (the corpus's last ones) for evaluation")
     eval_every: int = field(500, help="evaluate every N steps (0: only at the end)")

@@ -32,7 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 from pert.config import to_dict
 from pert.convert.hf import load_pretraining_model, save_model_folder
 from pert.corpus.dataset import PreparedCorpus
-from pert.hardware import bf16_supported
+from pert.hardware import resolve_device, resolve_precision
 from pert.hub import resolve_model
 from pert.lock import locks_output
 from pert.modeling import PertForPreTraining, preset_config
@@ -47,10 +47,11 @@ from pert.training.data import PretrainData
 log = logging.getLogger(__name__)
 
 
-def resolve_precision(precision: str) -> str:
-    if precision == "auto":
-        return "bf16" if bf16_supported() else "no"
-    return {"fp32": "no"}.get(precision, precision)
+def accelerate_setup(device: str, precision: str) -> tuple[bool, str]:
+    """(cpu, mixed_precision) for ``Accelerator``: cpu=True when --device is cpu or there is no accelerator
+    (Accelerate only forms a multi-process CPU group, gloo, then); precision resolved for that device."""
+    dev = resolve_device(device)
+    return dev.type == "cpu", {"fp32": "no"}.get(p := resolve_precision(precision, dev), p)
 
 
 def build_model(cfg: PretrainConfig, corpus: PreparedCorpus, init_from: Path | None = None) -> PertForPreTraining:
@@ -133,12 +134,11 @@ def evaluate(model, data: PretrainData, accelerator: Accelerator, objective: str
 def pretrain(cfg: PretrainConfig) -> dict:
     """Run pre-training; returns the summary also written to OUT/summary.json."""
     corpus = PreparedCorpus(cfg.data)  # bad input fails before any set-up
-    # cpu=True when there is no accelerator: Accelerate only forms a multi-process CPU group (gloo) then.
-    # Its state is a process-wide singleton: reset the precision part (not the process group) so that a second
+    # Accelerate's state is a process-wide singleton: reset the precision part (not the process group) so that a second
     # run in the same Python process may use another precision.
     AcceleratorState._reset_state()
-    no_gpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
-    accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), cpu=no_gpu)
+    cpu, mixed_precision = accelerate_setup(cfg.device, cfg.precision)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     init_from = resolve_model(cfg.init_from, cfg.revision) if cfg.init_from else None
@@ -204,8 +204,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
                     accelerator.backward(result.loss / cfg.grad_accum)
                 meter.add(result.loss, result.correct, kinds)
                 tokens += n_tokens
-            if cfg.clip_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,7 @@
-"""Restore the word order of sentences with a fine-tuned WOR model: ``restore(texts, model_dir)``.
+"""Restore the word order of sentences with a fine-tuned WOR model: ``restore(model, texts)``.
 
     from pert.wor.restore import restore
-    restore(["我们今天北京去开会。"], "runs/wor/seed-1/best")   # -> ["我们今天去北京开会。"]
+    restore("runs/wor/seed-1/best", ["我们今天北京去开会。"])   # -> ["我们今天去北京开会。"]
 
 The model scores, for every position, where in the input the token that belongs there stands; an
 assignment solver turns the scores into a permutation of the input tokens, and the text is rebuilt from
@@ -37,16 +37,18 @@ class Restoration:
 class Restorer:
     """A WOR model folder loaded once for many calls."""
 
-    def __init__(self, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
-                 max_seq_len: int | None = None, precision: str | None = None, runtime: str | None = None,
+    def __init__(self, model_dir: str | Path, device: str | None = "auto", batch_size: int = 32,
+                 max_seq_len: int | None = None, precision: str | None = "auto", runtime: str | None = None,
                  revision: str | None = None):
         """A folder (or Hub id) fine-tuned with ``pert finetune --task wor``; others are refused.
 
         Unset ``max_seq_len`` and ``precision`` come from the folder's record of its fine-tuning.
-        ``precision``: fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
+        ``precision``: auto (the record's, where the device runs it well, else fp32),
+        fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
         between two orders may then fall the other way). ``runtime``: ``torch``, or ``onnx`` for a folder
         from ``pert export onnx`` (CPU, the export's precision); None picks by folder (``pert.runtime``)."""
         from pert.convert.hf import load_config, load_pretraining_model, read_training_info
+        from pert.hardware import resolve_device
         from pert.hub import resolve_model
         from pert.runtime import OnnxModel, resolve_runtime
         from pert.tasks.record import default_precision
@@ -54,6 +56,7 @@ class Restorer:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        precision = None if precision == "auto" else precision
         if precision not in (None, "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.model_dir = resolve_model(model_dir, revision)
@@ -76,7 +79,7 @@ class Restorer:
             precision = "fp32"
         else:
             self.model = load_pretraining_model(self.model_dir, "perlm")
-            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.device = resolve_device(device)
             self.model.to(self.device).eval()
             limit = self.model.config.max_position_embeddings
         self.max_seq_len = min(max_seq_len or info.get("max_seq_len") or limit, limit)
@@ -129,7 +132,7 @@ class Restorer:
         return out
 
 
-def restore(texts: Sequence[str], model_dir: str | Path, return_moves: bool = False,
+def restore(model_dir: str | Path, texts: Sequence[str], return_moves: bool = False,
             **kwargs) -> list[str] | list[Restoration]:
     """Restored sentences (or ``Restoration`` objects with the moved spans when ``return_moves``)."""
     results = Restorer(model_dir, **kwargs).restore(texts)
