@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from pert.progress import progress as progress_bar
 from pert.tasks.mrc_data import MrcExample, read_mrc_file
 from pert.tasks.mrc_features import check_lengths, encode_examples
 from pert.tasks.mrc_postprocess import postprocess
@@ -153,7 +153,7 @@ class QuestionAnswerer:
         pad_id = self.tokenizer.pad_token_id
         batches = range(0, len(order), self.batch_size)
         with torch.inference_mode(), autocast(self.device, self.precision):
-            for b in tqdm(batches, desc="qa", unit="batch", disable=not progress or None):
+            for b in progress_bar(batches, desc="qa", unit="batch", disable=not progress):
                 idx = order[b:b + self.batch_size]
                 batch = pad_features([features[i] for i in idx], pad_id, drop=NON_MODEL_KEYS)
                 start, end = self._forward(batch)

@@ -44,13 +44,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from tokenizers import Tokenizer
-from tqdm import tqdm
 
 import pert
 from pert.config import to_dict
 from pert.corpus.config import PrepareConfig
 from pert.corpus.read import Problems, iter_documents, list_files
 from pert.lock import locks_output
+from pert.progress import progress
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -325,7 +325,7 @@ def _write(cfg: PrepareConfig, tok: PreTrainedTokenizerBase, tmp: Path, vocab: d
     init_args = (tok.backend_tokenizer.to_str(), tok.sep_token_id, segmenter, np.dtype(dtype).name)
     with open(tmp / "tokens.bin", "wb") as f_ids, open(tmp / "word_starts.bin", "wb") as f_ws, \
             open(tmp / "doc_lengths.tmp", "wb") as f_len, \
-            tqdm(unit=" chars", unit_scale=True, desc="prepare", mininterval=1.0) as bar, \
+            progress(unit=" chars", unit_scale=True, desc="prepare", mininterval=1.0) as bar, \
             closing(_run(_chunks(cfg, problems, stats), workers, init_args, segmenter)) as results:
         for ids, ws, lengths in results:
             f_ids.write(ids.tobytes())

@@ -37,6 +37,8 @@ class FinetuneConfig:
     group_by_length: bool = field(False, help="train on batches of similar-length examples (less padding, faster; "
                                               "batches less mixed)")
     max_steps: int = field(0, help="stop after this many optimizer steps (0: run all epochs)")
+    max_minutes: float | None = field(None, help="stop each seed's training after this much wall time (dev is "
+                                                 "scored at the stop; the schedule still spans all steps)")
     eval_every: int = field(0, help="evaluate on dev every N steps (0: at the end of each epoch)")
     max_train_examples: int = field(0, help="train on a fixed random subset of this size (0: all)")
     max_eval_examples: int = field(0, help="evaluate on the first N examples of each split (0: all)")
@@ -57,6 +59,7 @@ class FinetuneConfig:
         check(len(set(self.seeds)) == len(self.seeds), "seeds", f"has duplicates: {self.seeds}")
         check(self.lr is None or self.lr > 0, "lr", "must be positive")
         check(self.epochs is None or self.epochs > 0, "epochs", "must be positive")
+        check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "must be positive")
         check(self.batch_size is None or self.batch_size > 0, "batch_size", "must be positive")
         check(self.max_seq_len is None or 8 <= self.max_seq_len, "max_seq_len", "must be at least 8")
         check(self.eval_batch_size is None or self.eval_batch_size > 0, "eval_batch_size", "must be positive")

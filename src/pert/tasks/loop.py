@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
-from tqdm.auto import tqdm
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pert.hardware import resolve_device, resolve_precision
 from pert.lock import locks_output
 from pert.optim import adamw
+from pert.progress import progress as progress_bar
 from pert.scalars import ScalarWriter
 from pert.tasks.base import Task, get_task
 from pert.tasks.config import FinetuneConfig
@@ -82,7 +82,7 @@ def predict(task: Task, model: transformers.PreTrainedModel, tokenizer: Any, exa
     order = sorted(range(len(features)), key=lambda i: len(features[i].get("input_ids", ())))
     gathered: dict[str, list[Any]] = {}
     starts = range(0, len(order), batch_size)
-    for i in tqdm(starts, desc=progress or "predict", leave=False, disable=None):
+    for i in progress_bar(starts, desc=progress or "predict", leave=False):
         batch = _to(task.collate([features[j] for j in order[i:i + batch_size]], tokenizer), device)
         with autocast(device, precision):
             out = task.infer(model, batch)
@@ -425,9 +425,11 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, acce
         signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal="SIGTERM"))
     micro = step * cfg.grad_accum
     model.train()
-    bar = tqdm(total=total, initial=step, desc=f"{task.name} seed {seed}", disable=None if main else True)
+    bar = progress_bar(total=total, initial=step, desc=f"{task.name} seed {seed}", unit="steps", disable=not main)
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+    out_of_time = False
     try:
-        while step < total:
+        while step < total and not out_of_time:
             batch = _to(task.collate([train_features[i] for i in order.indices(micro)], tokenizer), device)
             micro += 1
             sync = micro % cfg.grad_accum == 0
@@ -452,11 +454,17 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, acce
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 log.debug("seed %d step %d loss %.4f (%.1f s)", seed, step, value, time.time() - t0)
                 bar.set_postfix(loss=f"{value:.4f}")
-            evaluated = step % eval_every == 0 or step == total
+            # --max-minutes: checked like signals (every step alone, on log steps across processes)
+            if cfg.max_minutes and step < total and (accelerator.num_processes == 1 or step % cfg.log_every == 0):
+                out_of_time = _any(accelerator, time.time() >= deadline)
+                if out_of_time:
+                    log.info("seed %d: stopping at step %d of %d (--max-minutes %g reached)", seed, step, total,
+                             cfg.max_minutes)
+            evaluated = step % eval_every == 0 or step == total or out_of_time
             if evaluated:
                 dev_eval(step)
-            if step < total and ((cfg.save_every and step % cfg.save_every == 0)
-                                 or (not cfg.save_every and evaluated)):
+            if step < total and not out_of_time and ((cfg.save_every and step % cfg.save_every == 0)
+                                                     or (not cfg.save_every and evaluated)):
                 checkpoint()
             # checked on log steps only when several processes run: agreeing costs a synchronisation
             if (accelerator.num_processes == 1 or step % cfg.log_every == 0) and step < total \

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from pert.config import to_dict
@@ -38,6 +37,7 @@ from pert.lock import locks_output
 from pert.modeling import PertForPreTraining, preset_config
 from pert.objectives.perlm import KEPT, SHUFFLED
 from pert.optim import adamw
+from pert.progress import progress
 from pert.scalars import ScalarWriter
 from pert.text.tokenizer import load_tokenizer
 from pert.training.checkpoint import latest_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
@@ -191,7 +191,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         total = accelerator.reduce(tokens.clone(), reduction="sum").item()
         save_checkpoint(accelerator, model, optimizer, scheduler, step, out, to_dict(cfg), cfg.keep_last,
                         state={"tokens": total, "seconds": done["seconds"] + time.perf_counter() - t0})
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not main, desc="pretrain", dynamic_ncols=True)
+    bar = progress(total=cfg.max_steps, initial=step, disable=not main, desc="pretrain", unit="steps",
+                   dynamic_ncols=True)
     model.train()
     try:
         while step < cfg.max_steps:
