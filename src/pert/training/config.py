@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pert.config import DEVICE_HELP, PRECISION_HELP, PRECISIONS, check, field
+from pert.config import PRECISION_HELP, PRECISIONS, check, field
 from pert.objectives.config import ObjectiveConfig
 from pert.presets import PRESETS
 
@@ -28,7 +28,9 @@ class PretrainConfig(ObjectiveConfig):
     adam_betas: list[float] = field([0.9, 0.999], help="AdamW betas")
     max_grad_norm: float = field(1.0, help="gradient clipping norm (0: off)")
     precision: str = field("auto", choices=PRECISIONS, help=PRECISION_HELP)
-    device: str = field("auto", choices=("auto", "cpu", "cuda", "mps"), help=DEVICE_HELP)
+    device: str = field("auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps; several GPUs or processes: "
+                             "torchrun / accelerate launch")
     seed: int = field(42, help="seed of model init, data order, selection and permutation")
     eval_sequences: int = field(256, help="held-out sequences (the corpus's last ones) for evaluation")
     eval_every: int = field(500, help="evaluate every N steps (0: only at the end)")
