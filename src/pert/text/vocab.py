@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,7 +29,8 @@ def build_vocab(texts: Iterable[str], out_file: str | Path, vocab_size: int = 21
         counts.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
     pieces = sorted({"##" + c for w in counts for c in w[1:]})
     tok.train_from_iterator(_batched(_repeated(counts)), vocab_size=vocab_size, min_frequency=min_frequency,
-                            special_tokens=SPECIAL_TOKENS + pieces, limit_alphabet=20000, wordpieces_prefix="##")
+                            special_tokens=SPECIAL_TOKENS + pieces, limit_alphabet=20000, wordpieces_prefix="##",
+                            show_progress=sys.stderr.isatty())  # its bars are blank lines in a log file
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
