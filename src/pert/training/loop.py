@@ -232,8 +232,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
                 save()
             timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > cfg.max_minutes * 60
-            # checked on log steps only: across processes it costs a synchronisation
-            if step % cfg.log_every == 0 and _any(accelerator, bool(stop["signal"]) or timed_out):
+            # one process: checked every step (a slow machine may take minutes per log interval); several: on log
+            # steps only, as agreeing on it costs a synchronisation
+            check = accelerator.num_processes == 1 or step % cfg.log_every == 0
+            if check and _any(accelerator, bool(stop["signal"]) or timed_out):
                 log.info("stopping at step %d (%s)", step, stop["signal"] or "time budget reached")
                 break
     except KeyboardInterrupt:
