@@ -132,7 +132,7 @@ def server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
     proc, url = _start(["--qa", str(models["qa"]), "--wor", str(models["wor"]), "--perlm", str(models["pert"]),
                         "--max-items", "8", "--max-chars", "3000", "--max-body-bytes", "100000",
-                        "--batch-wait-ms", "20"], log)
+                        "--batch-wait-ms", "20", "--precision", "fp32"], log)  # fp32: exactly the CLI's answers
     yield url
     proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
     assert proc.wait(timeout=60) == 0, log.read_text()
@@ -141,13 +141,13 @@ def server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
 
 def _cli_qa(model: Path, question: str, context: str, capsys) -> dict:
     capsys.readouterr()
-    assert main(["qa", "--model", str(model), "--question", question, "--context", context]) == 0
+    assert main(["qa", "--model", str(model), "--question", question, "--context", context, "--precision", "fp32"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 def _cli_restore(model: Path, sentences: list[str], capsys) -> list[str]:
     capsys.readouterr()
-    assert main(["restore", "--model", str(model), *sentences]) == 0
+    assert main(["restore", "--model", str(model), "--precision", "fp32", *sentences]) == 0
     return capsys.readouterr().out.splitlines()
 
 

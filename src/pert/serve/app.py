@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 def load_models(cfg: ServeConfig) -> dict[str, Any]:
     """The models named in ``cfg``, loaded once: ``{"qa": QuestionAnswerer, "wor": Restorer, "perlm":
     PointerScorer}`` (only those given). The one place where serve loads models."""
-    device = None if cfg.device == "auto" else cfg.device
     models: dict[str, Any] = {}
     if cfg.qa:
         from pert.qa import QuestionAnswerer
@@ -46,12 +45,12 @@ def load_models(cfg: ServeConfig) -> dict[str, Any]:
     if cfg.wor:
         from pert.wor.restore import Restorer
 
-        models["wor"] = Restorer(cfg.wor, device=device, precision=cfg.precision, batch_size=cfg.max_batch,
+        models["wor"] = Restorer(cfg.wor, device=cfg.device, precision=cfg.precision, batch_size=cfg.max_batch,
                                  runtime=cfg.runtime)
     if cfg.perlm:
         from pert.serve.perlm import PointerScorer
 
-        models["perlm"] = PointerScorer(cfg.perlm, device=device, precision=cfg.precision, segmenter=cfg.segmenter)
+        models["perlm"] = PointerScorer(cfg.perlm, device=cfg.device, precision=cfg.precision, segmenter=cfg.segmenter)
     return models
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pert.config import check, field
+from pert.config import DEVICE_HELP, PRECISION_HELP, PRECISIONS, check, field
 
 TASKS = ("qa", "wor", "perlm")
 
@@ -16,8 +16,8 @@ class ServeConfig:
     perlm: str | None = field(None, help="pre-trained PERT folder with its PerLM head (the pointer panel)")
     host: str = field("127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     port: int = field(8000, help="TCP port")
-    device: str = field("auto", help="auto, cpu, cuda, ...")
-    precision: str = field("fp32", help="fp32 (exact), bf16 or fp16 autocast")
+    device: str = field("auto", help=DEVICE_HELP)
+    precision: str = field("auto", choices=PRECISIONS, help=PRECISION_HELP)
     runtime: str | None = field(None, help="qa and wor models: torch, or onnx for folders from `pert export onnx` "
                                 "(default: by folder); the PerLM panel always runs torch")
     max_batch: int = field(32, help="most questions/sentences in one model call (1: no batching across requests)")
@@ -30,7 +30,7 @@ class ServeConfig:
     def __post_init__(self) -> None:
         check(any(getattr(self, t) for t in TASKS), "qa", "or --wor or --perlm: give at least one model to serve")
         check(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
-        check(self.precision in ("fp32", "bf16", "fp16"), "precision", "must be fp32, bf16 or fp16")
+        check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         for name in ("max_batch", "max_items", "max_chars", "max_body_bytes"):
             check(getattr(self, name) >= 1, name, "must be at least 1")
         check(self.batch_wait_ms >= 0, "batch_wait_ms", "must be >= 0")

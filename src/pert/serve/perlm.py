@@ -40,21 +40,20 @@ class Probe:
 class PointerScorer:
     """A pre-trained PERT folder (with its PerLM head) loaded once for many calls."""
 
-    def __init__(self, model_dir: str | Path, device: str | None = None, precision: str = "fp32",
+    def __init__(self, model_dir: str | Path, device: str = "auto", precision: str = "auto",
                  segmenter: str = "rjieba") -> None:
         from pert.convert.hf import load_pretraining_model
+        from pert.hardware import resolve_device, resolve_precision
         from pert.text.segment import get_segmenter
         from pert.text.tokenizer import load_tokenizer
 
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.model_dir = Path(model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
         self.model = load_pretraining_model(self.model_dir, "perlm")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.model.to(self.device).eval()
         self.max_tokens = int(self.model.config.max_position_embeddings) - 2
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         self.segmenter = get_segmenter(segmenter)
 
     def probe(self, text: str, permutation: list[int] | None = None, objective: ObjectiveConfig | None = None,
