@@ -33,7 +33,7 @@ def study_yaml(tmp_path_factory, shared_data, peoples_daily_tagged) -> Path:
         "arms": {"perlm": {"objective": "perlm"}, "mlm": {"objective": "mlm"}},
         "tasks": {"chnsenticorp": {"report": "dev", "data": str(shared_data / "zh" / "chnsenticorp"),
                                    "lr": 1e-3, "batch_size": 16, "max_seq_len": 64, "max_steps": 8, "epochs": 1,
-                                   "max_train_examples": 128, "max_eval_examples": 64, "eval_splits": ["dev"]}},
+                                   "max_train_examples": 128, "max_eval_examples": 64, "splits": ["dev"]}},
         "seeds": [1],
     }
     path = root / "mini.yaml"
