@@ -305,7 +305,7 @@ def test_finetuning_is_bit_reproducible_on_cpu(tiny_model, sst2_train, shared_da
         assert_same_outcome(ft_reference, tmp_path / "again", seed)
     a, b = seed_outcome(ft_reference, 1)[1], seed_outcome(ft_reference, 2)[1]
     assert any(not torch.equal(a[k], b[k]) for k in a)  # and the seed matters
-    scores = [evaluate("sst2", run / "seed-1" / "best", shared_data / "en/glue/SST-2", max_examples=64,
+    scores = [evaluate("sst2", run / "seed-1" / "best", shared_data / "en/glue/SST-2", max_eval_examples=64,
                        max_seq_len=32, device="cpu") for run in (ft_reference, tmp_path / "again")]
     assert scores[0] == scores[1]
 
@@ -335,7 +335,7 @@ def test_kill9_during_finetune_then_resume(tiny_model, sst2_train, ft_reference,
 def test_two_process_finetune_ends_with_identical_weights(tiny_model, sst2_train, tmp_path):
     out = tmp_path / "ddp"
     args = ft_args(tiny_model, sst2_train, out, group_by_length=True)
-    args.update(seeds=[1], max_steps=8, eval_steps=4)
+    args.update(seeds=[1], max_steps=8, eval_every=4)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
            "-m", "pert.cli", "finetune", *cli_args(args), "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
