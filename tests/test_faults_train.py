@@ -273,7 +273,7 @@ def sst2_train(shared_data, tmp_path_factory) -> Path:
 
 def ft_args(model: Path, data: Path, out: Path, **kw) -> dict:
     return dict(task="sst2", model=str(model), data=str(data), out=str(out), seeds=[1, 2], lr=1e-3,
-                batch_size=8, max_seq_len=32, max_steps=24, eval_steps=4, max_train_examples=256,
+                batch_size=8, max_seq_len=32, max_steps=24, eval_every=4, max_train_examples=256,
                 log_every=4, **kw)
 
 
