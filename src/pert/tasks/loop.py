@@ -284,7 +284,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
 
 
 # options that may differ between the sessions of one run: they change neither the data nor the arithmetic
-_SESSION_OPTIONS = ("resume", "seeds", "device", "log_every")
+_SESSION_OPTIONS = ("resume", "seeds", "device", "log_every", "max_minutes")
 
 
 def _check_same_run(out: Path, record: dict[str, Any]) -> None:
