@@ -78,7 +78,7 @@ def models(peoples_daily_tagged: Path, minilm_dir: Path, tmp_path_factory: pytes
     make_wor_data(WorDataConfig(out=str(out / "wor-data"), vocab=str(out / "pt" / "final"), inputs=[str(corpus)],
                                 max_tokens=62, max_train=64, max_dev=16, max_test=16))
     finetune(FinetuneConfig(task="wor", model=str(out / "pt" / "final"), data=str(out / "wor-data"),
-                            out=str(out / "wor"), max_steps=2, max_seq_len=64, batch_size=16, eval_splits=["dev"],
+                            out=str(out / "wor"), max_steps=2, max_seq_len=64, batch_size=16, splits=["dev"],
                             save_predictions=False))
     torch.manual_seed(0)
     qa = BertForQuestionAnswering.from_pretrained(str(minilm_dir))
