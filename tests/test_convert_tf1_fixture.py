@@ -39,7 +39,7 @@ def converted(tmp_path_factory) -> tuple[Path, str]:
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main(["convert", "tf1", str(RELEASE), "--out", str(out)]) == 0
+        assert main(["convert", "tf1", str(RELEASE), "--out", str(out), "--keep-mlm-head"]) == 0
     return out, printed.getvalue()
 
 
