@@ -321,7 +321,8 @@ class _TaskLoss(torch.nn.Module):
 
 class TrainOrder:
     """The training micro-batches of one process, addressable by position (so a resumed seed continues
-    exactly): epoch e is a permutation drawn from a generator seeded by (seed, e) alone, cut into batches;
+    exactly): epoch e is the permutation torch.utils.data.DataLoader(shuffle=True) draws in epoch e from a
+    generator seeded by the seed (recomputed, so it depends on (seed, e) alone), cut into batches;
     process r of w takes batches r, r + w, ...; ``--group-by-length`` orders it with transformers'
     LengthGroupedSampler (shuffled mega-batches, each sorted by length) on the same generator."""
 
@@ -337,11 +338,16 @@ class TrainOrder:
 
     def epoch_order(self, epoch: int) -> list[int]:
         if self._cached[0] != epoch:
-            gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
-            if self.group:
-                order = list(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=gen))
-            else:
-                order = torch.randperm(len(self.lengths), generator=gen).tolist()
+            # the order of DataLoader(shuffle=True, generator=torch.Generator().manual_seed(seed)) in this epoch, as
+            # earlier pert versions trained: each epoch draws the loader's base seed, then the permutation
+            gen = torch.Generator().manual_seed(self.seed)
+            for _ in range(epoch + 1):
+                torch.empty((), dtype=torch.int64).random_(generator=gen)
+                if self.group:
+                    order = list(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=gen))
+                else:  # RandomSampler draws one more (empty-sliced) permutation at the end of each epoch
+                    order = torch.randperm(len(self.lengths), generator=gen).tolist()
+                    torch.randperm(len(self.lengths), generator=gen)
             self._cached = (epoch, order)
         return self._cached[1]
 
