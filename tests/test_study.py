@@ -68,6 +68,16 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     resumed = _run_pretrain(cfg, work, "perlm")["summary"]
     assert resumed["steps"] == 12 and resumed["eval"] == pre["summary"]["eval"]
 
+    # a pre-training stopped early (time budget, SIGTERM) is not a finished cell: it resumes on the next run
+    early = build_config(StudyConfig, None, {**yaml.safe_load(study_yaml.read_text("utf-8")), "arms": {
+        "perlm": {"objective": "perlm", "max_minutes": 1e-4}, "mlm": {"objective": "mlm"}}})
+    (work / "early").mkdir()
+    (work / "early" / "prepared").symlink_to(work / "prepared")
+    with pytest.raises(KeyboardInterrupt):
+        _run_pretrain(early, work / "early", "perlm")
+    assert 0 < json.loads((work / "early" / "pretrain" / "perlm" / "summary.json").read_text())["steps"] < 12
+    assert _run_pretrain(cfg, work / "early", "perlm")["summary"]["steps"] == 12
+
     # a re-run skips every finished cell; a lost record runs that cell (and only it) again
     before = {f.name: f.read_text() for f in (out / "records").glob("*.json")}
     (out / "records" / "finetune__mlm__chnsenticorp__seed-1.json").unlink()

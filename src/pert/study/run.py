@@ -111,12 +111,16 @@ def _run_pretrain(cfg: StudyConfig, work: Path, arm: str) -> dict[str, Any]:
     from pert.training.loop import pretrain
 
     out = work / "pretrain" / arm
-    if (out / "final").is_dir() and (out / "summary.json").is_file():
-        summary = json.loads((out / "summary.json").read_text("utf-8"))  # finished before its record was written
-    else:
-        values = {**cfg.pretrain, **cfg.arms[arm], "data": str(work / "prepared"), "out": str(out),
-                  "resume": latest_checkpoint(out) is not None}
-        summary = pretrain(build_config(PretrainConfig, None, values))
+    values = {**cfg.pretrain, **cfg.arms[arm], "data": str(work / "prepared"), "out": str(out)}
+    steps = build_config(PretrainConfig, None, values).max_steps
+    summary_file = out / "summary.json"
+    summary = json.loads(summary_file.read_text("utf-8")) if summary_file.is_file() else {}
+    if summary.get("steps") != steps:  # not finished (a run that finished before its record was written is)
+        summary = pretrain(build_config(PretrainConfig, None, {**values, "resume": latest_checkpoint(out) is not None}))
+    if summary["steps"] != steps:  # stopped early (SIGTERM, time budget): its checkpoint resumes it next time
+        print(f"[study {cfg.name}] pretrain/{arm} stopped at step {summary['steps']} of {steps}; run the same "
+              "command again to resume it", file=sys.stderr)
+        raise KeyboardInterrupt
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text("utf-8").splitlines()]
     train_cfg = json.loads((out / "train_config.json").read_text("utf-8"))
     return {"config": train_cfg, "summary": summary, "curves": rows}
