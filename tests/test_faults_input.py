@@ -344,8 +344,8 @@ def test_hostile_configs_are_refused_before_building_the_model(minilm_dir, tmp_p
                                          r"hidden_size=384$"):
         load_pretraining_model(huge)
 
-    # pert info describes such a folder and flags every mismatch
-    assert main(["info", str(deep)]) == 0
+    # pert info describes such a folder, flags every mismatch and exits 1
+    assert main(["info", str(deep)]) == 1
     assert ("MISMATCH      the weights hold encoder layers 0-5 but config.json has num_hidden_layers=100000; the "
             "folder will not load") in capsys.readouterr().out
     assert main(["info", str(_folder(minilm_dir, tmp_path / "fine", num_hidden_layers=6))]) == 0

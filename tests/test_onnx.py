@@ -152,6 +152,10 @@ def test_export_folder_and_record(wor_exports: dict[str, Path]) -> None:
         assert record["max_abs_diff_fp32"] < 1e-4
         assert {"model.onnx", "config.json", "vocab.txt", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
         assert not list(folder.parent.glob("*.tmp-export"))
+        # truncation=True in a user's own tokenizer call stops at the exported graph's position limit
+        positions = json.loads((folder / "config.json").read_text(encoding="utf-8"))["max_position_embeddings"]
+        tok_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        assert tok_config["model_max_length"] == positions
     assert ((wor_exports["int8"] / "model.onnx").stat().st_size
             < 0.5 * (wor_exports["fp32"] / "model.onnx").stat().st_size)
 

@@ -35,6 +35,7 @@ def study_yaml(tmp_path_factory, shared_data, peoples_daily_tagged) -> Path:
                                    "lr": 1e-3, "batch_size": 16, "max_seq_len": 64, "max_steps": 8, "epochs": 1,
                                    "max_train_examples": 128, "max_eval_examples": 64, "splits": ["dev"]}},
         "seeds": [1],
+        "notes": ["preset tiny: measured, not assumed"],
     }
     path = root / "mini.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -59,6 +60,9 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     ft = records["finetune/perlm/chnsenticorp/seed-1"]
     assert 0 <= ft["scores"]["dev"]["accuracy"] <= 100 and ft["steps"] == 8
     assert ft["versions"]["torch"] and ft["seconds"] > 0
+    # records are committed: no path of the machine that ran them, the work folder is "<work>"
+    assert pre["config"]["data"] == "<work>/prepared" and ft["config"]["model"] == "<work>/pretrain/perlm/final"
+    assert not any(str(tmp_path) in f.read_text() for f in (out / "records").glob("*.json"))
 
     # an interrupted pre-training continues from its last checkpoint and ends as the uninterrupted run did
     arm = work / "pretrain" / "perlm"
@@ -100,6 +104,7 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     acc = [records[f"finetune/{a}/chnsenticorp/seed-1"]["scores"]["dev"]["accuracy"] for a in ("perlm", "mlm")]
     assert f"| perlm | {acc[0]:.1f} ({acc[0]:.1f}) |" in report
     assert f"| chnsenticorp | {acc[0] - acc[1]:+.1f} |" in report
+    assert "- preset tiny: measured, not assumed" in report  # the config's notes say why it is what it is
     assert (alone / "pretraining.png").is_file() and (alone / "downstream.png").is_file()
 
 

@@ -315,7 +315,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _run_info(args: argparse.Namespace) -> None:
+def _run_info(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
@@ -326,6 +326,7 @@ def _run_info(args: argparse.Namespace) -> None:
     info = model_info(args.model_flag or args.model, args.revision)
     print(json.dumps(dataclasses.asdict(info), indent=2, ensure_ascii=False) if args.json
           else format_info(info))
+    return 1 if info.mismatches else 0  # described, but it will not load: scripts can tell
 
 
 def _add_qa(sub: argparse._SubParsersAction) -> None:
@@ -484,14 +485,14 @@ def main(argv: list[str] | None = None) -> int:
 
             # pert shows its own progress; transformers' "Loading weights" / "Writing model shards" bars are noise
             transformers.utils.logging.disable_progress_bar()
-        run(args)
+        code = run(args)
     except (ConfigError, OSError, ValueError) as e:  # OSError: unreadable file, full disk, output in use
         print(f"pert {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pert {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ class StudyConfig:
     seeds: list[int] = field([1, 2, 3], help="fine-tuning seeds of every arm x task")
     compare: list[str] = field(["perlm", "mlm"], help="the two arms whose seed-by-seed difference is reported")
     base_scale: str | None = field(None, help="the same study's config at base scale (the report prices it)")
+    notes: list[str] = field([], help="why the config is what it is (choices, measurements); the report prints them")
 
     def __post_init__(self) -> None:
         from pert.tasks.config import FinetuneConfig

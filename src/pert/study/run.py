@@ -78,11 +78,15 @@ def read_records(out: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _write_record(out: Path, cell: Cell, record: dict[str, Any]) -> None:
+def _write_record(out: Path, work: Path, cell: Cell, record: dict[str, Any]) -> None:
+    """Records are committed, so the work folder (a path of this machine) is written as ``<work>``."""
     folder = out / "records"
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (cell.file + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    text = json.dumps(record, indent=1, ensure_ascii=False)
+    for prefix in sorted({str(work.resolve()), str(work)}, key=len, reverse=True):
+        text = text.replace(json.dumps(prefix)[1:-1], "<work>")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(folder / cell.file)
 
 
@@ -204,7 +208,7 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path,
                   "seconds": round(time.perf_counter() - t0, 1),
                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "versions": versions(), **result}
-        _write_record(out, cell, record)
+        _write_record(out, work, cell, record)
         records[cell.id] = record
     print(f"[study {cfg.name}] all {len(cells)} cells done; records in {out / 'records'}; "
           f"report: pert study report {out}", file=sys.stderr)
