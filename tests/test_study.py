@@ -107,6 +107,16 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     assert "- preset tiny: measured, not assumed" in report  # the config's notes say why it is what it is
     assert (alone / "pretraining.png").is_file() and (alone / "downstream.png").is_file()
 
+    # records travel, work folders may not: in a new work folder the data cell's outputs are rebuilt (and checked
+    # against its record); a cell whose arm's model is missing is refused in one line naming the way out
+    (alone / "records" / "finetune__mlm__chnsenticorp__seed-1.json").unlink()
+    capsys.readouterr()
+    assert main(["study", "run", str(study_yaml), "--out", str(alone), "--work", str(tmp_path / "work2")]) == 2
+    err = capsys.readouterr().err
+    assert "lacks the data cell's outputs" in err and (tmp_path / "work2" / "prepared" / "manifest.json").is_file()
+    assert (f"{tmp_path / 'work2' / 'pretrain' / 'mlm' / 'final'}: the mlm arm's model is not in the work folder, "
+            "though pretrain/mlm is recorded as finished") in err
+
 
 def test_bad_study_configs_name_the_field(tmp_path, study_yaml):
     base = yaml.safe_load(study_yaml.read_text("utf-8"))

@@ -201,10 +201,10 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
           "Main metric of each task on its reported split, over fine-tuning seeds: max (average), as the paper "
           "reports; then mean ± standard deviation.", ""]
     header = [f"{t} {cfg['tasks'][t]['report']} ({_main_metric(t, records)})" for t in cfg["tasks"]]
-    L += ["| arm | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    L += ["| arm: max (avg) | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for arm in arms:
         L.append(f"| {arm} | " + " | ".join(_fmt(list(scores[t][arm].values()))[0] for t in cfg["tasks"]) + " |")
-    L += ["", "| arm | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    L += ["", "| arm: mean ± sd | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for arm in arms:
         L.append(f"| {arm} | " + " | ".join(_fmt(list(scores[t][arm].values()))[1] for t in cfg["tasks"]) + " |")
     a, b = cfg["compare"]

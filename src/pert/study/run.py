@@ -78,15 +78,19 @@ def read_records(out: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+def _portable(obj: Any, work: Path) -> str:
+    """JSON of ``obj`` with the work folder (a path of this machine) written as ``<work>``: records are committed."""
+    text = json.dumps(obj, indent=1, ensure_ascii=False)
+    for prefix in sorted({str(work.resolve()), str(work)}, key=len, reverse=True):
+        text = text.replace(json.dumps(prefix)[1:-1], "<work>")
+    return text
+
+
 def _write_record(out: Path, work: Path, cell: Cell, record: dict[str, Any]) -> None:
-    """Records are committed, so the work folder (a path of this machine) is written as ``<work>``."""
     folder = out / "records"
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (cell.file + ".tmp")
-    text = json.dumps(record, indent=1, ensure_ascii=False)
-    for prefix in sorted({str(work.resolve()), str(work)}, key=len, reverse=True):
-        text = text.replace(json.dumps(prefix)[1:-1], "<work>")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(_portable(record, work), encoding="utf-8")
     tmp.replace(folder / cell.file)
 
 
@@ -192,6 +196,7 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path,
     for cell in cells:
         if cell.id in records:
             continue
+        _check_work(cfg, work, cell, records, out)
         todo = [c for c in cells if c.id not in records]
         print(f"[study {cfg.name}] {cell.id}: {len(cells) - len(todo)} of {len(cells)} cells done, "
               f"{len(todo)} to go, estimated {_eta(cells, records, todo)}", file=sys.stderr, flush=True)
@@ -213,6 +218,24 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path,
     print(f"[study {cfg.name}] all {len(cells)} cells done; records in {out / 'records'}; "
           f"report: pert study report {out}", file=sys.stderr)
     return records
+
+
+def _check_work(cfg: StudyConfig, work: Path, cell: Cell, records: dict[str, dict[str, Any]], out: Path) -> None:
+    """A cell about to run needs what finished cells left in the work folder. Records travel (they are committed),
+    work folders may not: the data cell is cheap and deterministic, so it is rebuilt and checked against its
+    record; a missing pre-trained model is an error naming the way out."""
+    if cell.kind != "data" and "data" in records and not (work / "prepared" / "manifest.json").is_file():
+        print(f"[study {cfg.name}] {work} lacks the data cell's outputs (its record is in {out / 'records'}); "
+              "rebuilding them", file=sys.stderr, flush=True)
+        rebuilt, recorded = _run_data(cfg, work), {k: records["data"][k] for k in ("wor", "corpus", "prepared")}
+        if json.loads(_portable(rebuilt, work)) != recorded:
+            raise ValueError(f"{out / 'records' / 'data.json'}: the data rebuilt in {work} differ from the record "
+                             "(other source files or versions?); move the records away to run the study afresh")
+    if cell.kind == "finetune" and not (model_dir(work, cell.arm, cfg) / "config.json").is_file():
+        kind = "pretrain" if cfg.is_pretrained(cell.arm) else "init"
+        raise ValueError(f"{model_dir(work, cell.arm, cfg)}: the {cell.arm} arm's model is not in the work folder, "
+                         f"though {kind}/{cell.arm} is recorded as finished; use the work folder it ran in (--work), "
+                         f"or delete {out / 'records' / Cell(f'{kind}/{cell.arm}', kind).file} to make it again")
 
 
 def write_study_config(cfg: StudyConfig, out: str | Path, source: str | None = None) -> None:
