@@ -147,16 +147,18 @@ def bench(name: str, metric: str, model: Path, examples: list[Any], max_seq_len:
     from pert.tasks.mrc_features import encode_examples
     from pert.text import load_tokenizer
 
-    qa_windows = encode_examples(examples, load_tokenizer(model), max_seq_len, 128, 64)
-    lengths = [len(f["input_ids"]) for f in qa_windows]
-    print(f"\n== {name}: {len(examples)} questions, {len(lengths)} windows of <= {max_seq_len} tokens (mean "
-          f"{sum(lengths) / len(lengths):.0f}), batch size {batch_size}, best of {rounds} rounds; model "
-          f"{model.relative_to(ROOT)}", flush=True)
     sides = [("torch fp32", model, "torch", "fp32")]
     if bf16:
         sides.append(("torch bf16 autocast", model, "torch", "bf16"))
     sides += [("onnxruntime fp32", exported(model, None), "onnx", "fp32"),
               ("onnxruntime int8 (dynamic)", exported(model, "int8"), "onnx", "fp32")]
+    if rounds == 0:
+        return
+    qa_windows = encode_examples(examples, load_tokenizer(model), max_seq_len, 128, 64)
+    lengths = [len(f["input_ids"]) for f in qa_windows]
+    print(f"\n== {name}: {len(examples)} questions, {len(lengths)} windows of <= {max_seq_len} tokens (mean "
+          f"{sum(lengths) / len(lengths):.0f}), batch size {batch_size}, best of {rounds} rounds; model "
+          f"{model.relative_to(ROOT)}", flush=True)
     readers = []
     for _, folder, runtime, precision in sides:
         qa = QuestionAnswerer(folder, device="cpu", max_seq_len=max_seq_len, doc_stride=128, max_query_len=64,
@@ -192,9 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--squad-questions", type=int, default=0, help="held-apart SQuAD questions (0: all, ~2.6k)")
     p.add_argument("--cmrc-questions", type=int, default=400, help="CMRC 2018 dev questions (seeded sample)")
     p.add_argument("--train-steps", type=int, default=300, help="fine-tuning steps of each reader (default 300)")
-    p.add_argument("--rounds", type=int, default=2, help="timed passes per side, taking turns (default 2)")
-    p.add_argument("--build-only", action="store_true",
-                   help="fine-tune and export the models, measure nothing (then measure on a quiet machine)")
+    p.add_argument("--rounds", type=int, default=2, help="timed passes per side, taking turns (default 2; 0: "
+                                                            "fine-tune and export the models, measure nothing)")
     p.add_argument("--train-batch", type=int, default=16, help="fine-tuning batch size (default 16)")
     p.add_argument("--batch-size", type=int, default=32, help="windows per batch at inference (default 32)")
     p.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
@@ -226,11 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         examples = read_mrc_file(split / "dev-v1.1.json")[0]
         if args.squad_questions:
             examples = examples[:args.squad_questions]
-        if args.build_only:
-            exported(best, None), exported(best, "int8")
-        else:
-            bench("SQuAD 1.1, held-apart dev articles", "squad", best, examples, 384, args.batch_size, bf16,
-                  args.rounds)
+        bench("SQuAD 1.1, held-apart dev articles", "squad", best, examples, 384, args.batch_size, bf16, args.rounds)
     if "zh" in parts:
         base = chinese_minilm(models / "minilm-l6-zh-init", data / "vocab" / "bert-base-chinese" / "vocab.txt")
         best = finetune_reader("Chinese MiniLM-L6 on CMRC 2018", "cmrc2018", base, data / "zh" / "cmrc2018",
@@ -240,11 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.cmrc_questions and args.cmrc_questions < len(examples):
             keep = sorted(random.Random(0).sample(range(len(examples)), args.cmrc_questions))
             examples = [examples[i] for i in keep]
-        if args.build_only:
-            exported(best, None), exported(best, "int8")
-        else:
-            bench("CMRC 2018 dev (seeded sample)", "cmrc2018", best, examples, 512, args.batch_size, bf16,
-                  args.rounds)
+        bench("CMRC 2018 dev (seeded sample)", "cmrc2018", best, examples, 512, args.batch_size, bf16, args.rounds)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (1 min)")
 
 

@@ -17,9 +17,13 @@ PAPER = [
     ("CMRC 2018 dev EM / F1", "PERT-base 68.5 (68.1) / 87.2 (87.1); PERT-large 72.2 (71.0) / 89.4 (88.8)"),
     ("Word-order restoration, Wikipedia, F", "PERT-base 82.9; best MLM baseline (MacBERT-base) 80.5"),
 ]
-# FLOPs per token of a BERT training step ~ 6 x non-embedding parameters (forward + backward); attention adds
-# ~ 6 x L x d x layers
 H100_BF16_DENSE = 989e12
+
+
+def _flops_per_token(layers: int, hidden: int, seq: int) -> float:
+    """A BERT training step: 6 x non-embedding weights (forward + backward; an embedding lookup is not a matrix
+    product) plus attention's 6 x seq x hidden per layer."""
+    return 6 * 12 * layers * hidden * hidden + 6 * layers * seq * hidden
 
 
 def _load(out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -116,29 +120,26 @@ def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
     """Expected cost of the base-scale config, from this study's measured throughput."""
     import yaml
 
+    from pert.presets import PRESETS
+
     if not base_cfg.is_file():
         return []
     b = yaml.safe_load(base_cfg.read_text("utf-8"))
     p = b["pretrain"]
     tokens = p["max_steps"] * p["batch_size"] * p.get("grad_accum", 1) * p["max_seq_len"]
-    layers, hidden = 12, 768
-    params = 12 * layers * hidden * hidden  # non-embedding weights: an embedding lookup is not a matrix product
-    flops = tokens * (6 * params + 6 * layers * p["max_seq_len"] * hidden)
-    lines = [f"`{base_cfg.as_posix()}`: PERT-base shape, {p['max_steps']:,} steps of "
+    layers, hidden, _ = PRESETS[p["preset"]]
+    flops = tokens * _flops_per_token(layers, hidden, p["max_seq_len"])
+    pretrained = sum(spec.get("init") != "random" for spec in b["arms"].values())
+    lines = [f"`{base_cfg.as_posix()}`: PERT-{p['preset']} shape, {p['max_steps']:,} steps of "
              f"{p['batch_size'] * p.get('grad_accum', 1)} x {p['max_seq_len']} tokens = {tokens / 1e9:.2f}B tokens "
-             f"per arm, {len(b['arms']) - 1} pre-trained arms; about {flops:.2e} FLOPs per arm."]
+             f"per arm, {pretrained} pre-trained arms; about {flops:.2e} FLOPs per arm."]
     pre = [r for r in records.values() if r["kind"] == "pretrain"]
     if pre:
         r = pre[0]
         c = r["config"]
-        tiny_tokens = r["summary"]["tokens"]
-        from pert.presets import PRESETS
-
         n_layers, d, _ = PRESETS[c["preset"]]
-        tiny_params = 12 * n_layers * d * d
-        tiny_flops = tiny_tokens * (6 * tiny_params + 6 * n_layers * c["max_seq_len"] * d)
         rate = _steady_rate(r)
-        achieved = tiny_flops / tiny_tokens * rate
+        achieved = _flops_per_token(n_layers, d, c["max_seq_len"]) * rate
         lines.append(f"This study's {c['preset']} pre-training ran at {rate:,.0f} tokens/s (median of its logged "
                      "intervals), "
                      f"about {achieved / 1e9:.0f} GFLOP/s on this machine's 2 cores: the base config would take "

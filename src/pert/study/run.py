@@ -42,12 +42,17 @@ class Cell:
         return self.id.replace("/", "__") + ".json"
 
 
+def arm_cell(cfg: StudyConfig, arm: str) -> Cell:
+    """The cell that makes ``arm``'s model: ``pretrain/ARM``, or ``init/ARM`` for a random floor."""
+    kind = "pretrain" if cfg.is_pretrained(arm) else "init"
+    return Cell(f"{kind}/{arm}", kind, arm)
+
+
 def plan(cfg: StudyConfig) -> list[Cell]:
     """Every cell of the study, in the order they run."""
     cells = [Cell("data", "data")]
     for arm in cfg.arms:
-        kind = "pretrain" if cfg.is_pretrained(arm) else "init"
-        cells.append(Cell(f"{kind}/{arm}", kind, arm))
+        cells.append(arm_cell(cfg, arm))
     for seed in cfg.seeds:
         for task in cfg.tasks:
             for arm in cfg.arms:
@@ -95,7 +100,7 @@ def _write_record(out: Path, work: Path, cell: Cell, record: dict[str, Any]) -> 
 
 
 def model_dir(work: Path, arm: str, cfg: StudyConfig) -> Path:
-    return work / ("pretrain" if cfg.is_pretrained(arm) else "init") / arm / "final"
+    return work / arm_cell(cfg, arm).kind / arm / "final"
 
 
 def _run_data(cfg: StudyConfig, work: Path) -> dict[str, Any]:
@@ -232,10 +237,10 @@ def _check_work(cfg: StudyConfig, work: Path, cell: Cell, records: dict[str, dic
             raise ValueError(f"{out / 'records' / 'data.json'}: the data rebuilt in {work} differ from the record "
                              "(other source files or versions?); move the records away to run the study afresh")
     if cell.kind == "finetune" and not (model_dir(work, cell.arm, cfg) / "config.json").is_file():
-        kind = "pretrain" if cfg.is_pretrained(cell.arm) else "init"
+        maker = arm_cell(cfg, cell.arm)
         raise ValueError(f"{model_dir(work, cell.arm, cfg)}: the {cell.arm} arm's model is not in the work folder, "
-                         f"though {kind}/{cell.arm} is recorded as finished; use the work folder it ran in (--work), "
-                         f"or delete {out / 'records' / Cell(f'{kind}/{cell.arm}', kind).file} to make it again")
+                         f"though {maker.id} is recorded as finished; use the work folder it ran in (--work), "
+                         f"or delete {out / 'records' / maker.file} to make it again")
 
 
 def write_study_config(cfg: StudyConfig, out: str | Path, source: str | None = None) -> None:
