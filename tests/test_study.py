@@ -110,6 +110,19 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     rates = [r["tokens_per_s"] for r in pre["curves"] if r["split"] == "train"]
     assert f" min | {statistics.median(rates):,.0f} | " in report  # the config's notes say why it is what it is
     assert (alone / "pretraining.png").is_file() and (alone / "downstream.png").is_file()
+    ev = pre["summary"]["eval"]
+    assert (f"- **pre-training, perlm** (PerLM, global scope): on held-out text it put {ev['acc_shuffled']:.1%} of "
+            "the shuffled tokens' answers at the right position, against 1.6% for a uniform guess") in report
+    # a pre-training's time counts every sitting it ran in, not only the one that finished it
+    rec_file = alone / "records" / "pretrain__perlm.json"
+    rec = json.loads(rec_file.read_text("utf-8"))
+    rec["seconds"], rec["summary"]["seconds"] = 1.0, 36000.0
+    rec_file.write_text(json.dumps(rec), encoding="utf-8")
+    assert main(["study", "report", str(alone)]) == 0
+    now = [json.loads(f.read_text("utf-8")) for f in (alone / "records").glob("*.json")]
+    total = sum(r["summary"]["seconds"] if r["kind"] == "pretrain" else r["seconds"] for r in now)
+    assert total > 36000
+    assert f"Wall time of the finished cells: {total / 3600:.1f} h" in (tmp_path / "copy" / "out.md").read_text("utf-8")
 
     # records travel, work folders may not: in a new work folder the data cell's outputs are rebuilt (and checked
     # against its record); a cell whose arm's model is missing is refused in one line naming the way out

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pert.study.run import plan, read_records
+from pert.study.run import cell_seconds, plan, read_records
 
 # The paper's figures that the spec quotes (shared/docs/PERLM.md): max (average) over runs.
 PAPER = [
@@ -151,6 +151,28 @@ def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
     return lines
 
 
+def _pretraining_reading(records: dict[str, dict[str, Any]]) -> list[str]:
+    """What each pre-trained arm learned on held-out text, next to a uniform guess."""
+    out = []
+    for rec in (r for r in records.values() if r["kind"] == "pretrain"):
+        ev, c = rec["summary"]["eval"], rec["config"]
+        if c["objective"] == "perlm":
+            chance = 1 / c["max_seq_len"]
+            line = (f"- **pre-training, {rec['arm']}** (PerLM, {c['scope']} scope): on held-out text it put "
+                    f"{ev['acc_shuffled']:.1%} of the shuffled tokens' answers at the right position, against "
+                    f"{chance:.1%} for a uniform guess over the {c['max_seq_len']} positions, and "
+                    f"{ev['acc_kept']:.0%} of the kept tokens at their own")
+            if ev["acc_shuffled"] < 2 * chance:
+                line += (": it learned that a token stays where it is and, at this scale, not where a moved "
+                         "token came from; what its encoder carries into fine-tuning is what the table measures")
+            out.append(line + ".")
+        else:
+            out.append(f"- **pre-training, {rec['arm']}** ({c['objective'].upper()}): on held-out text it "
+                       f"predicted {ev['acc_shuffled']:.1%} of the masked or replaced tokens over the whole "
+                       f"vocabulary, and kept {ev['acc_kept']:.0%} of the unchanged ones.")
+    return out
+
+
 def _reading(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]], a: str, b: str) -> list[str]:
     """Plain statements computed from the scores, then the limits that hold whatever the scores are."""
     out = []
@@ -233,7 +255,8 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
                  f"{'yes' if same else 'no'} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
     for f in figs:
         L += ["", f"![{f}]({(rel / f).as_posix()})"]
-    L += ["", "## What the numbers show, and what they do not", "", *_reading(cfg, scores, a, b)]
+    L += ["", "## What the numbers show, and what they do not", "", *_pretraining_reading(records),
+          *_reading(cfg, scores, a, b)]
     L += ["", "## Next to the paper", "",
           "The paper's figures for base models pre-trained on 5.4B words (PERT's README and paper); this study's "
           "models are tiny and saw a few tens of millions of tokens, so only the direction of a difference between "
@@ -279,7 +302,7 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
     for t, spec in cfg["tasks"].items():
         L.append(f"- **{t}** (reported: {spec['report']}): " + ", ".join(f"{k} {v}" for k, v in spec.items()
                                                                          if k != "report"))
-    total = sum(r["seconds"] for r in records.values())
+    total = sum(cell_seconds(r) for r in records.values())
     vers = next(iter(records.values()))["versions"] if records else {}
     L += ["", "## Reproduce", "", "```bash",
           f"pert study run {meta.get('source') or 'CONFIG'} --out {given} --work runs/study",

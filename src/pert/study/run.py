@@ -175,6 +175,12 @@ def _run_finetune(cfg: StudyConfig, work: Path, cell: Cell) -> dict[str, Any]:
             "best_step": seed.get("best_step"), "steps": seed.get("steps")}
 
 
+def cell_seconds(record: dict[str, Any]) -> float:
+    """Time a finished cell took: a pre-training's own count over every sitting it ran in (the record's
+    ``seconds`` holds only the sitting that finished it)."""
+    return record["summary"]["seconds"] if record["kind"] == "pretrain" else record["seconds"]
+
+
 def _eta(cells: list[Cell], records: dict[str, dict[str, Any]], todo: list[Cell]) -> str:
     """Remaining time from the mean duration of finished cells of the same kind (and task)."""
     def key(c: Cell) -> tuple:
@@ -183,7 +189,7 @@ def _eta(cells: list[Cell], records: dict[str, dict[str, Any]], todo: list[Cell]
     spent: dict[tuple, list[float]] = {}
     for c in cells:
         if c.id in records:
-            spent.setdefault(key(c), []).append(records[c.id]["seconds"])
+            spent.setdefault(key(c), []).append(cell_seconds(records[c.id]))
     known = [sum(spent[key(c)]) / len(spent[key(c)]) for c in todo if key(c) in spent]
     unknown = sum(key(c) not in spent for c in todo)
     text = f"~{sum(known) / 3600:.1f} h" if known else "unknown"
