@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,10 @@ import yaml
 
 from pert.cli import main
 from pert.config import ConfigError, build_config
+from pert.lock import output_lock
 from pert.study import StudyConfig, plan
 from pert.study.corpus import Shingles
-from pert.study.run import _run_pretrain
+from pert.study.run import _run_pretrain, run_study
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +96,38 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     after = {f.name: f.read_text() for f in (out / "records").glob("*.json")}
     assert {k: v for k, v in after.items() if "mlm__chnsenticorp" not in k} == \
            {k: v for k, v in before.items() if "mlm__chnsenticorp" not in k}
+
+    # several workers share a study: a cell another worker holds is left to it, the rest run here, and this
+    # worker waits for the held cell's record instead of running it twice
+    records_dir = out / "records"
+    files = {arm: records_dir / f"finetune__{arm}__chnsenticorp__seed-1.json" for arm in ("perlm", "mlm")}
+    saved = {arm: f.read_text() for arm, f in files.items()}
+    for f in files.values():
+        f.unlink()
+    other_worker_done = threading.Event()
+
+    def other_worker() -> None:  # holds the perlm cell until this worker has run the mlm one, then "finishes" it
+        with output_lock(work / "cells" / "finetune__perlm__chnsenticorp__seed-1"):
+            started.set()
+            deadline = time.monotonic() + 300
+            while not files["mlm"].is_file() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            files["perlm"].write_text(saved["perlm"])
+        other_worker_done.set()
+
+    started = threading.Event()
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    started.wait()
+    capsys.readouterr()
+    run_study(cfg, out, work, poll_s=0.1)
+    thread.join()
+    err = capsys.readouterr().err
+    assert "finetune/mlm/chnsenticorp/seed-1: 3 of 5 cells done" in err and "finetune/perlm" not in err
+    assert other_worker_done.is_set()
+    assert files["perlm"].read_text() == saved["perlm"]
+    # same seed, same score, whichever worker runs it
+    assert json.loads(files["mlm"].read_text())["scores"] == json.loads(saved["mlm"])["scores"]
 
     # the report comes from the records alone: a copy without the work folder gives the same report
     assert main(["study", "report", str(out)]) == 0

@@ -7,7 +7,7 @@ Cells, in order: ``data`` (word-order set, decontaminated corpus, ``pert prepare
 pre-trained arm (resumed from its last checkpoint after an interruption) or ``init/ARM`` for the random
 floor, then ``finetune/ARM/TASK/seed-N`` seed by seed, so that an unfinished study is balanced across arms.
 Records (``OUT/records/*.json``: config, scores, timings, versions) are small and meant to be committed;
-everything heavy lives in the work folder.
+everything heavy lives in the work folder. The same command in another shell adds a worker (see ``run_study``).
 """
 
 from __future__ import annotations
@@ -196,39 +196,83 @@ def _eta(cells: list[Cell], records: dict[str, dict[str, Any]], todo: list[Cell]
     return text + (f" + {unknown} cells not yet timed" if unknown else "")
 
 
-def run_study(cfg: StudyConfig, out: str | Path, work: str | Path,
-              source: str | None = None) -> dict[str, dict[str, Any]]:
-    """Run every cell that has no record yet; returns all records. ``source``: the config file, for the report."""
+def _ready(cell: Cell, cfg: StudyConfig, records: dict[str, dict[str, Any]]) -> bool:
+    """Whether the cells ``cell`` needs are recorded: every cell needs the data, a fine-tuning its arm's model."""
+    if cell.kind == "data":
+        return True
+    if "data" not in records:
+        return False
+    return cell.kind != "finetune" or arm_cell(cfg, cell.arm).id in records
+
+
+def _cell_lock(work: Path, cell: Cell) -> Path:
+    return work / "cells" / cell.file.removesuffix(".json")
+
+
+def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str | None = None,
+              poll_s: float = 30.0) -> dict[str, dict[str, Any]]:
+    """Run every cell that has no record yet; returns all records. ``source``: the config file, for the report.
+
+    Several workers may run the same study (the same command in another shell, each with its share of the
+    cores or its own GPU): a worker holds a lock on the cell it runs, takes the first cell in plan order that
+    is free and whose inputs are recorded, and waits (polling every ``poll_s``) while the rest run elsewhere.
+    A lock dies with its process, so a killed worker's cell is taken up again."""
+    from pert.lock import OutputInUseError, output_lock
+
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     write_study_config(cfg, out, source)
     cells = plan(cfg)
-    records = read_records(out)
-    for cell in cells:
-        if cell.id in records:
-            continue
-        _check_work(cfg, work, cell, records, out)
+    waiting = False
+    while True:
+        records = read_records(out)
         todo = [c for c in cells if c.id not in records]
-        print(f"[study {cfg.name}] {cell.id}: {len(cells) - len(todo)} of {len(cells)} cells done, "
-              f"{len(todo)} to go, estimated {_eta(cells, records, todo)}", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        if cell.kind == "data":
-            result = _run_data(cfg, work)
-        elif cell.kind == "pretrain":
-            result = _run_pretrain(cfg, work, cell.arm)
-        elif cell.kind == "init":
-            result = _run_init(cfg, work, cell.arm)
+        if not todo:
+            break
+        ran = False
+        for cell in (c for c in todo if _ready(c, cfg, records)):
+            try:
+                with output_lock(_cell_lock(work, cell)):
+                    records = read_records(out)
+                    if cell.id not in records:  # another worker may have finished it since the scan
+                        _run_cell(cfg, out, work, cell, cells, records)
+                    ran = True
+            except OutputInUseError:
+                continue  # another worker runs it
+            break  # back to the start of the plan: finished cells may have made earlier ones ready
+        if not ran:
+            if not waiting:
+                print(f"[study {cfg.name}] {len(todo)} cells left, all running in other workers or waiting for "
+                      "their results; waiting", file=sys.stderr, flush=True)
+            waiting = True
+            time.sleep(poll_s)
         else:
-            result = _run_finetune(cfg, work, cell)
-        record = {"cell": cell.id, "kind": cell.kind, "arm": cell.arm, "task": cell.task, "seed": cell.seed,
-                  "seconds": round(time.perf_counter() - t0, 1),
-                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "versions": versions(), **result}
-        _write_record(out, work, cell, record)
-        records[cell.id] = record
+            waiting = False
     print(f"[study {cfg.name}] all {len(cells)} cells done; records in {out / 'records'}; "
           f"report: pert study report {out}", file=sys.stderr)
     return records
+
+
+def _run_cell(cfg: StudyConfig, out: Path, work: Path, cell: Cell, cells: list[Cell],
+              records: dict[str, dict[str, Any]]) -> None:
+    _check_work(cfg, work, cell, records, out)
+    todo = [c for c in cells if c.id not in records]
+    print(f"[study {cfg.name}] {cell.id}: {len(cells) - len(todo)} of {len(cells)} cells done, "
+          f"{len(todo)} to go, estimated {_eta(cells, records, todo)}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    if cell.kind == "data":
+        result = _run_data(cfg, work)
+    elif cell.kind == "pretrain":
+        result = _run_pretrain(cfg, work, cell.arm)
+    elif cell.kind == "init":
+        result = _run_init(cfg, work, cell.arm)
+    else:
+        result = _run_finetune(cfg, work, cell)
+    record = {"cell": cell.id, "kind": cell.kind, "arm": cell.arm, "task": cell.task, "seed": cell.seed,
+              "seconds": round(time.perf_counter() - t0, 1),
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "versions": versions(), **result}
+    _write_record(out, work, cell, record)
 
 
 def _check_work(cfg: StudyConfig, work: Path, cell: Cell, records: dict[str, dict[str, Any]], out: Path) -> None:
@@ -236,17 +280,26 @@ def _check_work(cfg: StudyConfig, work: Path, cell: Cell, records: dict[str, dic
     work folders may not: the data cell is cheap and deterministic, so it is rebuilt and checked against its
     record; a missing pre-trained model is an error naming the way out."""
     if cell.kind != "data" and "data" in records and not (work / "prepared" / "manifest.json").is_file():
-        print(f"[study {cfg.name}] {work} lacks the data cell's outputs (its record is in {out / 'records'}); "
-              "rebuilding them", file=sys.stderr, flush=True)
-        rebuilt, recorded = _run_data(cfg, work), {k: records["data"][k] for k in ("wor", "corpus", "prepared")}
-        if json.loads(_portable(rebuilt, work)) != recorded:
-            raise ValueError(f"{out / 'records' / 'data.json'}: the data rebuilt in {work} differ from the record "
-                             "(other source files or versions?); move the records away to run the study afresh")
+        from pert.lock import output_lock
+
+        # one worker rebuilds; another finds the lock taken, leaves its cell and comes back to it
+        with output_lock(_cell_lock(work, Cell("data", "data"))):
+            if not (work / "prepared" / "manifest.json").is_file():
+                _rebuild_data(cfg, work, records, out)
     if cell.kind == "finetune" and not (model_dir(work, cell.arm, cfg) / "config.json").is_file():
         maker = arm_cell(cfg, cell.arm)
         raise ValueError(f"{model_dir(work, cell.arm, cfg)}: the {cell.arm} arm's model is not in the work folder, "
                          f"though {maker.id} is recorded as finished; use the work folder it ran in (--work), "
                          f"or delete {out / 'records' / maker.file} to make it again")
+
+
+def _rebuild_data(cfg: StudyConfig, work: Path, records: dict[str, dict[str, Any]], out: Path) -> None:
+    print(f"[study {cfg.name}] {work} lacks the data cell's outputs (its record is in {out / 'records'}); "
+          "rebuilding them", file=sys.stderr, flush=True)
+    rebuilt, recorded = _run_data(cfg, work), {k: records["data"][k] for k in ("wor", "corpus", "prepared")}
+    if json.loads(_portable(rebuilt, work)) != recorded:
+        raise ValueError(f"{out / 'records' / 'data.json'}: the data rebuilt in {work} differ from the record "
+                         "(other source files or versions?); move the records away to run the study afresh")
 
 
 def write_study_config(cfg: StudyConfig, out: str | Path, source: str | None = None) -> None:
