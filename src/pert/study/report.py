@@ -151,10 +151,10 @@ def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
     return lines
 
 
-def _pretraining_reading(records: dict[str, dict[str, Any]]) -> list[str]:
+def _pretraining_reading(cfg: dict[str, Any], records: dict[str, dict[str, Any]]) -> list[str]:
     """What each pre-trained arm learned on held-out text, next to a uniform guess."""
     out = []
-    for rec in (r for r in records.values() if r["kind"] == "pretrain"):
+    for rec in (records[f"pretrain/{arm}"] for arm in cfg["arms"] if f"pretrain/{arm}" in records):
         ev, c = rec["summary"]["eval"], rec["config"]
         if c["objective"] == "perlm":
             chance = 1 / c["max_seq_len"]
@@ -255,7 +255,7 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
                  f"{'yes' if same else 'no'} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
     for f in figs:
         L += ["", f"![{f}]({(rel / f).as_posix()})"]
-    L += ["", "## What the numbers show, and what they do not", "", *_pretraining_reading(records),
+    L += ["", "## What the numbers show, and what they do not", "", *_pretraining_reading(cfg, records),
           *_reading(cfg, scores, a, b)]
     L += ["", "## Next to the paper", "",
           "The paper's figures for base models pre-trained on 5.4B words (PERT's README and paper); this study's "
