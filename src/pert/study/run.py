@@ -192,7 +192,7 @@ def _eta(cells: list[Cell], records: dict[str, dict[str, Any]], todo: list[Cell]
             spent.setdefault(key(c), []).append(cell_seconds(records[c.id]))
     known = [sum(spent[key(c)]) / len(spent[key(c)]) for c in todo if key(c) in spent]
     unknown = sum(key(c) not in spent for c in todo)
-    text = f"~{sum(known) / 3600:.1f} h" if known else "unknown"
+    text = f"~{sum(known) / 3600:.1f} h of cell time (shared by the workers)" if known else "unknown"
     return text + (f" + {unknown} cells not yet timed" if unknown else "")
 
 
