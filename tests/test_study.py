@@ -189,3 +189,17 @@ def test_shingles_find_shared_runs_only():
     assert "据报道今天北京的天气非常好" in held
     assert "今天 北京的天 气非常好" in held  # whitespace does not hide a copy
     assert "今天上海的天气非常差" not in held
+
+
+def test_a_task_no_arm_learned_is_said_to_separate_nothing():
+    from pert.study.report import _reading
+
+    cfg = {"arms": {"perlm": {}, "mlm": {}, "random": {"init": "random"}}, "tasks": {"wor": {}, "ner": {}}}
+    scores = {"wor": {"perlm": {1: 0.0, 2: 0.0}, "mlm": {1: 0.0, 2: 0.0}, "random": {1: 0.0}},
+              "ner": {"perlm": {1: 3.0, 2: 5.0}, "mlm": {1: 10.0, 2: 12.0}, "random": {1: 14.0}}}
+    lines = _reading(cfg, scores, "perlm", "mlm")
+    assert lines[0] == ("- **wor**: every finished cell of every arm scores 0.0: within this budget no arm learned "
+                        "the task, so it cannot tell the arms apart.")
+    assert lines[1].startswith("- **ner**: perlm − mlm = -7.0 on average, positive in 0 of 2 seeds; the seed-to-seed "
+                               "spread is 1.4, so the difference is larger than the noise of fine-tuning; over no "
+                               "pre-training: perlm -10.0, mlm -3.0")

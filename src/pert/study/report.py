@@ -182,6 +182,11 @@ def _reading(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]]
         if not common:
             out.append(f"- **{t}**: not enough finished cells to compare {a} with {b}.")
             continue
+        every = [v for arm in cfg["arms"] for v in scores[t][arm].values()]
+        if len({round(v, 2) for v in every}) == 1:
+            out.append(f"- **{t}**: every finished cell of every arm scores {every[0]:.1f}: within this budget no "
+                       "arm learned the task, so it cannot tell the arms apart.")
+            continue
         diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
         spread = [statistics.stdev(v) for v in (list(scores[t][a].values()), list(scores[t][b].values()))
                   if len(v) > 1]
