@@ -244,10 +244,8 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str |
             if not waiting:
                 print(f"[study {cfg.name}] {len(todo)} cells left, all running in other workers or waiting for "
                       "their results; waiting", file=sys.stderr, flush=True)
-            waiting = True
             time.sleep(poll_s)
-        else:
-            waiting = False
+        waiting = not ran
     print(f"[study {cfg.name}] all {len(cells)} cells done; records in {out / 'records'}; "
           f"report: pert study report {out}", file=sys.stderr)
     return records
