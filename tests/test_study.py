@@ -192,7 +192,7 @@ def test_shingles_find_shared_runs_only():
 
 
 def test_a_task_no_arm_learned_is_said_to_separate_nothing():
-    from pert.study.report import _reading
+    from pert.study.report import _reading, _verdict
 
     cfg = {"arms": {"perlm": {}, "mlm": {}, "random": {"init": "random"}}, "tasks": {"wor": {}, "ner": {}}}
     scores = {"wor": {"perlm": {1: 0.0, 2: 0.0}, "mlm": {1: 0.0, 2: 0.0}, "random": {1: 0.0}},
@@ -200,6 +200,14 @@ def test_a_task_no_arm_learned_is_said_to_separate_nothing():
     lines = _reading(cfg, scores, "perlm", "mlm")
     assert lines[0] == ("- **wor**: every finished cell of every arm scores 0.0: within this budget no arm learned "
                         "the task, so it cannot tell the arms apart.")
+    assert _verdict(cfg, scores, "perlm", "mlm") == (
+        "**In short** (a side counts when it holds in every seed, at least two, by more than the seed-to-seed "
+        "spread): perlm is below mlm on 1 of 2 tasks (ner); 1 of 2 (wor) does not separate them.")
+    # the compared arms tie while the floor arm scrapes a point: a tie, not a difference "within the noise"
+    scores["wor"]["random"] = {1: 0.0, 2: 0.56}
+    assert _reading(cfg, scores, "perlm", "mlm")[0] == (
+        "- **wor**: perlm and mlm score the same in every seed (0.0), so the task does not separate them within "
+        "this budget; the best cell of any arm scores 0.6 (random, seed 2).")
     assert lines[1].startswith("- **ner**: perlm − mlm = -7.0 on average, positive in 0 of 2 seeds; the seed-to-seed "
                                "spread is 1.4, so the difference is larger than the noise of fine-tuning; over no "
                                "pre-training: perlm -10.0, mlm -3.0")

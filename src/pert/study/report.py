@@ -173,6 +173,31 @@ def _pretraining_reading(cfg: dict[str, Any], records: dict[str, dict[str, Any]]
     return out
 
 
+def _verdict(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]], a: str, b: str) -> str:
+    """One sentence: on which tasks ``a`` is above or below ``b`` in every seed by more than the seed spread."""
+    side: dict[str, list[str]] = {"above": [], "below": [], "neither": []}
+    for t in cfg["tasks"]:
+        common = sorted(set(scores[t][a]) & set(scores[t][b]))
+        diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
+        spread = max((statistics.stdev(v) for v in (list(scores[t][a].values()), list(scores[t][b].values()))
+                      if len(v) > 1), default=None)
+        clear = len(diffs) > 1 and spread is not None and abs(statistics.fmean(diffs)) > spread
+        if clear and all(d > 0 for d in diffs):
+            side["above"].append(t)
+        elif clear and all(d < 0 for d in diffs):
+            side["below"].append(t)
+        else:
+            side["neither"].append(t)
+    n = len(cfg["tasks"])
+    parts = [f"{a} is {k} {b} on {len(ts)} of {n} tasks ({', '.join(ts)})" for k, ts in
+             (("above", side["above"]), ("below", side["below"])) if ts]
+    if side["neither"]:
+        k = len(side["neither"])
+        parts.append(f"{k} of {n} ({', '.join(side['neither'])}) {'does' if k == 1 else 'do'} not separate them")
+    return ("**In short** (a side counts when it holds in every seed, at least two, by more than the seed-to-seed "
+            "spread): " + "; ".join(parts) + ".")
+
+
 def _reading(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]], a: str, b: str) -> list[str]:
     """Plain statements computed from the scores, then the limits that hold whatever the scores are."""
     out = []
@@ -188,11 +213,18 @@ def _reading(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]]
                        "arm learned the task, so it cannot tell the arms apart.")
             continue
         diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
+        if all(d == 0 for d in diffs):
+            best = max((v, arm, s) for arm in cfg["arms"] for s, v in scores[t][arm].items())
+            out.append(f"- **{t}**: {a} and {b} score the same in every seed ({scores[t][a][common[0]]:.1f}), so "
+                       f"the task does not separate them within this budget; the best cell of any arm scores "
+                       f"{best[0]:.1f} ({best[1]}, seed {best[2]}).")
+            continue
         spread = [statistics.stdev(v) for v in (list(scores[t][a].values()), list(scores[t][b].values()))
                   if len(v) > 1]
         mean = statistics.fmean(diffs)
+        ties = sum(d == 0 for d in diffs)
         line = (f"- **{t}**: {a} − {b} = {mean:+.1f} on average, positive in {sum(d > 0 for d in diffs)} of "
-                f"{len(diffs)} seeds")
+                f"{len(diffs)} seeds" + (f" (equal in {ties})" if ties else ""))
         if spread:
             big = abs(mean) > max(spread)
             line += (f"; the seed-to-seed spread is {max(spread):.1f}, so the difference is "
@@ -255,9 +287,11 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
         if not diffs:
             L.append(f"| {t} | – | – | – |")
             continue
-        same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+        same = "yes" if all(d > 0 for d in diffs) or all(d < 0 for d in diffs) else "no"
+        same = "equal in every seed" if all(d == 0 for d in diffs) else same
         L.append(f"| {t} | {', '.join(f'{d:+.1f}' for d in diffs)} | {statistics.fmean(diffs):+.1f} | "
-                 f"{'yes' if same else 'no'} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
+                 f"{same} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
+    L += ["", _verdict(cfg, scores, a, b)]
     for f in figs:
         L += ["", f"![{f}]({(rel / f).as_posix()})"]
     L += ["", "## What the numbers show, and what they do not", "", *_pretraining_reading(cfg, records),
@@ -285,7 +319,8 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
                       + ", ".join(f"{s} {v['sentences']:,} sentences ({v['corrupted']:,} corrupted)"
                                   for s, v in data["wor"].items()) + ".")
     L += ["", "## Pre-training", "", "| arm | objective | steps | tokens | wall time | tokens/s (median interval) | "
-          "held-out loss | held-out accuracy on changed tokens | kept share |", "|---|---|---|---|---|---|---|---|---|"]
+          "held-out loss | held-out accuracy on changed tokens | selected tokens kept in place (spec 10%) |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         rec = records.get(f"pretrain/{arm}")
         if rec:
