@@ -203,11 +203,11 @@ def test_a_task_no_arm_learned_is_said_to_separate_nothing():
     assert _verdict(cfg, scores, "perlm", "mlm") == (
         "**In short** (a side counts when it holds in every seed, at least two, by more than the seed-to-seed "
         "spread): perlm is below mlm on 1 of 2 tasks (ner); 1 of 2 (wor) does not separate them.")
+    assert lines[1].startswith("- **ner**: perlm − mlm = -7.0 on average, positive in 0 of 2 seeds; the seed-to-seed "
+                               "spread is 1.4, so the difference is larger than the noise of fine-tuning; over no "
+                               "pre-training: perlm -10.0, mlm -3.0")
     # the compared arms tie while the floor arm scrapes a point: a tie, not a difference "within the noise"
     scores["wor"]["random"] = {1: 0.0, 2: 0.56}
     assert _reading(cfg, scores, "perlm", "mlm")[0] == (
         "- **wor**: perlm and mlm score the same in every seed (0.0), so the task does not separate them within "
         "this budget; the best cell of any arm scores 0.6 (random, seed 2).")
-    assert lines[1].startswith("- **ner**: perlm − mlm = -7.0 on average, positive in 0 of 2 seeds; the seed-to-seed "
-                               "spread is 1.4, so the difference is larger than the noise of fine-tuning; over no "
-                               "pre-training: perlm -10.0, mlm -3.0")

@@ -173,24 +173,31 @@ def _pretraining_reading(cfg: dict[str, Any], records: dict[str, dict[str, Any]]
     return out
 
 
+def _paired(scores: dict[str, dict[str, dict[int, float]]], t: str, a: str, b: str) -> tuple[list[float], float | None]:
+    """``a − b`` seed by seed on task ``t``, and the larger seed-to-seed sd of the two (None under two seeds)."""
+    diffs = [scores[t][a][s] - scores[t][b][s] for s in sorted(set(scores[t][a]) & set(scores[t][b]))]
+    spread = max((statistics.stdev(v) for v in (list(scores[t][a].values()), list(scores[t][b].values()))
+                  if len(v) > 1), default=None)
+    return diffs, spread
+
+
+def _side(diffs: list[float]) -> str:
+    """Whether every seed's difference has the same sign."""
+    if diffs and all(d == 0 for d in diffs):
+        return "equal in every seed"
+    return "yes" if all(d > 0 for d in diffs) or all(d < 0 for d in diffs) else "no"
+
+
 def _verdict(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]], a: str, b: str) -> str:
     """One sentence: on which tasks ``a`` is above or below ``b`` in every seed by more than the seed spread."""
     side: dict[str, list[str]] = {"above": [], "below": [], "neither": []}
     for t in cfg["tasks"]:
-        common = sorted(set(scores[t][a]) & set(scores[t][b]))
-        diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
-        spread = max((statistics.stdev(v) for v in (list(scores[t][a].values()), list(scores[t][b].values()))
-                      if len(v) > 1), default=None)
+        diffs, spread = _paired(scores, t, a, b)
         clear = len(diffs) > 1 and spread is not None and abs(statistics.fmean(diffs)) > spread
-        if clear and all(d > 0 for d in diffs):
-            side["above"].append(t)
-        elif clear and all(d < 0 for d in diffs):
-            side["below"].append(t)
-        else:
-            side["neither"].append(t)
+        side["neither" if not clear or _side(diffs) != "yes" else "above" if diffs[0] > 0 else "below"].append(t)
     n = len(cfg["tasks"])
-    parts = [f"{a} is {k} {b} on {len(ts)} of {n} tasks ({', '.join(ts)})" for k, ts in
-             (("above", side["above"]), ("below", side["below"])) if ts]
+    parts = [f"{a} is {k} {b} on {len(side[k])} of {n} tasks ({', '.join(side[k])})"
+             for k in ("above", "below") if side[k]]
     if side["neither"]:
         k = len(side["neither"])
         parts.append(f"{k} of {n} ({', '.join(side['neither'])}) {'does' if k == 1 else 'do'} not separate them")
@@ -203,32 +210,26 @@ def _reading(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]]
     out = []
     floor = [arm for arm in cfg["arms"] if cfg["arms"][arm].get("init") == "random"]
     for t in cfg["tasks"]:
-        common = sorted(set(scores[t][a]) & set(scores[t][b]))
-        if not common:
+        diffs, spread = _paired(scores, t, a, b)
+        if not diffs:
             out.append(f"- **{t}**: not enough finished cells to compare {a} with {b}.")
             continue
-        every = [v for arm in cfg["arms"] for v in scores[t][arm].values()]
-        if len({round(v, 2) for v in every}) == 1:
-            out.append(f"- **{t}**: every finished cell of every arm scores {every[0]:.1f}: within this budget no "
-                       "arm learned the task, so it cannot tell the arms apart.")
-            continue
-        diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
-        if all(d == 0 for d in diffs):
+        if _side(diffs) == "equal in every seed":
             best = max((v, arm, s) for arm in cfg["arms"] for s, v in scores[t][arm].items())
-            out.append(f"- **{t}**: {a} and {b} score the same in every seed ({scores[t][a][common[0]]:.1f}), so "
-                       f"the task does not separate them within this budget; the best cell of any arm scores "
-                       f"{best[0]:.1f} ({best[1]}, seed {best[2]}).")
+            tie = next(iter(scores[t][a].values()))
+            out.append(f"- **{t}**: every finished cell of every arm scores {tie:.1f}: within this budget no arm "
+                       "learned the task, so it cannot tell the arms apart." if best[0] == tie else
+                       f"- **{t}**: {a} and {b} score the same in every seed ({tie:.1f}), so the task does not "
+                       f"separate them within this budget; the best cell of any arm scores {best[0]:.1f} "
+                       f"({best[1]}, seed {best[2]}).")
             continue
-        spread = [statistics.stdev(v) for v in (list(scores[t][a].values()), list(scores[t][b].values()))
-                  if len(v) > 1]
         mean = statistics.fmean(diffs)
-        ties = sum(d == 0 for d in diffs)
         line = (f"- **{t}**: {a} − {b} = {mean:+.1f} on average, positive in {sum(d > 0 for d in diffs)} of "
-                f"{len(diffs)} seeds" + (f" (equal in {ties})" if ties else ""))
-        if spread:
-            big = abs(mean) > max(spread)
-            line += (f"; the seed-to-seed spread is {max(spread):.1f}, so the difference is "
-                     + ("larger than the noise of fine-tuning" if big else "within the noise of fine-tuning"))
+                f"{len(diffs)} seeds")
+        if spread is not None:
+            line += (f"; the seed-to-seed spread is {spread:.1f}, so the difference is "
+                     + ("larger than the noise of fine-tuning" if abs(mean) > spread
+                        else "within the noise of fine-tuning"))
         for f in floor:
             if scores[t][f]:
                 lift = {arm: statistics.fmean(scores[t][arm].values()) - statistics.fmean(scores[t][f].values())
@@ -282,15 +283,12 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
     L += ["", f"**{a} − {b}, seed by seed** (same seed: same fine-tuning data order and head initialisation):", "",
           "| task | differences | mean | same sign in every seed |", "|---|---|---|---|"]
     for t in cfg["tasks"]:
-        common = sorted(set(scores[t][a]) & set(scores[t][b]))
-        diffs = [scores[t][a][s] - scores[t][b][s] for s in common]
+        diffs, _ = _paired(scores, t, a, b)
         if not diffs:
             L.append(f"| {t} | – | – | – |")
             continue
-        same = "yes" if all(d > 0 for d in diffs) or all(d < 0 for d in diffs) else "no"
-        same = "equal in every seed" if all(d == 0 for d in diffs) else same
         L.append(f"| {t} | {', '.join(f'{d:+.1f}' for d in diffs)} | {statistics.fmean(diffs):+.1f} | "
-                 f"{same} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
+                 f"{_side(diffs)} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
     L += ["", _verdict(cfg, scores, a, b)]
     for f in figs:
         L += ["", f"![{f}]({(rel / f).as_posix()})"]
