@@ -168,6 +168,47 @@ def test_readme_example_two_characters_swap():
     assert out["kinds"].tolist() == [[SHUFFLED, SHUFFLED, 0, 0]]
 
 
+def test_the_authors_figure_swaps_inside_each_word(monkeypatch, shared_data):
+    # The README's pre-training figure: 我喜欢吃苹果 -> 我欢喜吃果苹, outputs pos3, pos2, pos6, pos5 at positions
+    # 2, 3, 5, 6 ([CLS] is position 0). Units 喜欢 and 苹果 are selected and both shuffled (default scope).
+    import pert.objectives.perlm as perlm
+    from pert.text.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(shared_data / "vocab" / "bert-base-chinese" / "vocab.txt")
+    tokens = ["[CLS]", *"我喜欢吃苹果", "[SEP]", *"他也是", "[SEP]"]
+    ids = np.array([tok.convert_tokens_to_ids(tokens)])
+    special = np.isin(ids, [tok.cls_token_id, tok.sep_token_id, tok.pad_token_id])
+    ws = np.array([[0, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0]], dtype=bool)  # 我 | 喜欢 | 吃 | 苹果 | 他 | 也 | 是
+    units = np.full(ids.shape, -1)
+    units[0, [2, 3]], units[0, [5, 6]] = 0, 1
+    monkeypatch.setattr(perlm, "select_units", lambda *a, **k: units)
+    cfg = ObjectiveConfig(shuffle_ratio=1.0)
+    assert cfg.scope == "span"
+    out = perlm_corrupt(ids, ws, special, np.random.default_rng(0), cfg, cap=4)
+    assert tok.convert_ids_to_tokens(out["input_ids"][0].tolist()) == [
+        "[CLS]", *"我欢喜吃果苹", "[SEP]", *"他也是", "[SEP]"]
+    assert out["positions"].tolist() == [[2, 3, 5, 6]]
+    assert out["labels"].tolist() == [[3, 2, 6, 5]]
+    assert out["kinds"].tolist() == [[SHUFFLED] * 4]
+
+
+def test_span_is_the_default_scope_and_tokens_stay_in_their_unit(monkeypatch):
+    import pert.objectives.perlm as perlm
+
+    assert ObjectiveConfig().scope == "span"
+    drawn = []
+    select = perlm.select_units
+    monkeypatch.setattr(perlm, "select_units", lambda *a, **k: drawn.append(select(*a, **k)) or drawn[-1])
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        ids, ws, special = random_batch(rng)
+        out = perlm_corrupt(ids, ws, special, rng, ObjectiveConfig())
+        valid = out["positions"] >= 0
+        b = np.nonzero(valid)[0]
+        i, j = out["positions"][valid], out["labels"][valid]
+        assert np.array_equal(drawn[-1][b, i], drawn[-1][b, j]), "a token left its unit"
+
+
 def test_single_token_unit_is_kept_and_points_to_itself():
     ids = np.array([[CLS, 500, SEP]])
     ws = np.array([[False, True, False]])

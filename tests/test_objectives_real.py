@@ -67,9 +67,29 @@ def test_global_scope_realises_ninety_ten(corpus, seq_len):
 
 
 def test_span_scope_keeps_more_than_ten_percent(corpus):
-    # one-token units cannot move within themselves: the reason span is not the default (docs/perlm.md)
+    # one-token units cannot move within themselves and count as kept (docs/perlm.md reports the shares)
     _, kept, moved = shares(corpus, 128, "span")
     assert kept > 0.13 and kept + moved == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seq_len", [128, 512])
+def test_default_scope_moves_tokens_only_inside_their_own_unit(corpus, seq_len, monkeypatch):
+    import pert.objectives.perlm as perlm
+
+    drawn = []
+    select = perlm.select_units
+    monkeypatch.setattr(perlm, "select_units", lambda *a, **k: drawn.append(select(*a, **k)) or drawn[-1])
+    moved = 0
+    for packed, out, cfg in corrupted(corpus, seq_len, ObjectiveConfig().scope):
+        assert cfg.scope == "span"
+        valid = out["positions"] >= 0
+        b = np.nonzero(valid)[0]
+        i, j, kind = out["positions"][valid], out["labels"][valid], out["kinds"][valid]
+        assert np.array_equal(drawn[-1][b, i], drawn[-1][b, j]), "a token crossed a word or N-gram boundary"
+        assert np.array_equal(out["input_ids"][b, j], packed.ids[b, i])
+        assert np.all(j[kind == SHUFFLED] != i[kind == SHUFFLED]) and np.all(j[kind == KEPT] == i[kind == KEPT])
+        moved += (kind == SHUFFLED).sum()
+    assert moved > 1000
 
 
 @pytest.mark.parametrize("seq_len", [128, 512])

@@ -70,10 +70,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, corpus)
     for r in rows:
         assert r["share_shuffled"] + r["share_kept"] == pytest.approx(1.0)
     moved = sum(r["share_shuffled"] * r["predictions"] for r in rows) / sum(r["predictions"] for r in rows)
-    assert moved == pytest.approx(0.9, abs=0.05)  # a few hundred predictions: the 90% of the spec, roughly
+    # span scope (the default): 90% of the units shuffle, one-token units stay, so fewer than 90% of the tokens move
+    assert json.loads((tmp_path / "full" / "train_config.json").read_text())["scope"] == "span"
+    assert 0.5 < moved < 0.9  # a few hundred predictions with a 3,000-piece vocab (whole words as one piece)
     assert full["eval"]["share_kept"] > 0 and full["final_train"]["share_shuffled"] > 0
+    # every held-out evaluation carries the collapse diagnostic and the baselines measured on the same tokens
+    for r in [r for r in rows if r["split"] == "eval"] + [full["eval"]]:
+        assert 0 <= r["own_shuffled"] <= 1 and r["neighbour_shuffled"] == max(r["left_shuffled"], r["right_shuffled"])
+        assert 0 < r["uniform_shuffled"] < 1 and r["neighbour_shuffled"] > 0  # two-token words swap: a neighbour
     events = b"".join(p.read_bytes() for p in (tmp_path / "full" / "tensorboard").rglob("*") if p.is_file())
-    assert b"train/share_kept" in events and b"eval/share_shuffled" in events
+    assert b"train/share_kept" in events and b"eval/share_shuffled" in events and b"eval/own_shuffled" in events
 
 
 def test_mlm_objective_runs_through_the_same_pipeline(tmp_path, corpus):
@@ -161,3 +167,25 @@ def test_a_signal_writes_a_checkpoint_that_resume_continues(tmp_path, corpus, si
     resumed = pretrain(small_config(corpus, out, resume=True, max_steps=step + 2, save_every=0, eval_every=0,
                                     batch_size=4, warmup_steps=0))
     assert resumed["steps"] == step + 2
+
+
+def test_position_baselines_on_a_hand_case():
+    from accelerate import Accelerator
+
+    from pert.objectives.perlm import KEPT, SHUFFLED
+    from pert.training.loop import PositionBaselines
+
+    # two sequences of 6 real tokens of 8 (mask), three moved tokens and one kept
+    positions = torch.tensor([[2, 3, 5], [1, 4, -1]])
+    labels = torch.tensor([[3, 2, 5], [2, 4, -100]])  # 2->3 right, 3->2 left; 1->2 right; kept at 4
+    kinds = torch.tensor([[SHUFFLED, SHUFFLED, KEPT], [SHUFFLED, KEPT, 0]])
+    mask = torch.tensor([[1] * 6 + [0] * 2, [1] * 6 + [0] * 2])
+    # the model answers: own position for 2, the truth for 3, and own position again for the second row's 1
+    logits = torch.full((2, 3, 8), -1.0)
+    for b, p, answer in [(0, 0, 2), (0, 1, 2), (0, 2, 5), (1, 0, 1), (1, 1, 4), (1, 2, 0)]:
+        logits[b, p, answer] = 1.0
+    meter = PositionBaselines(torch.device("cpu"))
+    meter.add(logits, positions, labels, kinds, mask)
+    got = meter.read(Accelerator(cpu=True))
+    assert got == pytest.approx({"own_shuffled": 2 / 3, "uniform_shuffled": 1 / 6, "left_shuffled": 1 / 3,
+                                 "right_shuffled": 2 / 3, "neighbour_shuffled": 2 / 3})

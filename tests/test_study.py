@@ -58,7 +58,8 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     data = records["data"]["corpus"]["sources"][cfg.corpus[0]]
     assert data["dropped_documents"] >= 2  # the two ChnSentiCorp dev reviews never reach pre-training
     pre = records["pretrain/perlm"]
-    assert pre["summary"]["steps"] == 12 and pre["config"]["scope"] == "global"
+    assert pre["summary"]["steps"] == 12 and pre["config"]["scope"] == "span"  # the spec's default
+    assert {"own_shuffled", "neighbour_shuffled", "uniform_shuffled"} <= set(pre["summary"]["eval"])
     assert records["pretrain/mlm"]["config"]["objective"] == "mlm"
     assert {r["split"] for r in pre["curves"]} == {"train", "eval"}
     ft = records["finetune/perlm/chnsenticorp/seed-1"]
@@ -146,8 +147,12 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     assert f" min | {statistics.median(rates):,.0f} | " in report  # the config's notes say why it is what it is
     assert (alone / "pretraining.png").is_file() and (alone / "downstream.png").is_file()
     ev = pre["summary"]["eval"]
-    assert (f"- **pre-training, perlm** (PerLM, global scope): on held-out text it put {ev['acc_shuffled']:.1%} of "
-            "the shuffled tokens' answers at the right position, against 1.6% for a uniform guess") in report
+    assert (f"- **pre-training, perlm** (PerLM, span scope): on held-out text it put {ev['acc_shuffled']:.1%} of "
+            f"the moved tokens' answers at the right position, against {ev['uniform_shuffled']:.1%} for a uniform "
+            f"guess over each sequence's tokens and {ev['neighbour_shuffled']:.1%} for the better neighbour guess "
+            f"(the token beside me) on the same tokens; it answered 'own position' for {ev['own_shuffled']:.1%} of "
+            "the moved tokens") in report
+    assert f"| {100 * ev['neighbour_shuffled']:.1f}% | {100 * ev['own_shuffled']:.1f}% |" in report
     # a pre-training's time counts every sitting it ran in, not only the one that finished it
     rec_file = alone / "records" / "pretrain__perlm.json"
     rec = json.loads(rec_file.read_text("utf-8"))
@@ -160,14 +165,28 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     assert f"Wall time of the finished cells: {total / 3600:.1f} h" in (tmp_path / "copy" / "out.md").read_text("utf-8")
 
     # records travel, work folders may not: in a new work folder the data cell's outputs are rebuilt (and checked
-    # against its record); a cell whose arm's model is missing is refused in one line naming the way out
+    # against its record), and so is an arm's model that a remaining cell needs: pre-trained again with the recorded
+    # recipe, it must end at the recorded held-out loss, else the cell is refused in one line naming the way out
     (alone / "records" / "finetune__mlm__chnsenticorp__seed-1.json").unlink()
+    mlm_file = alone / "records" / "pretrain__mlm.json"
+    mlm_record = mlm_file.read_text("utf-8")
+    tampered = json.loads(mlm_record)
+    tampered["summary"]["eval"]["loss"] *= 1.5
+    mlm_file.write_text(json.dumps(tampered), encoding="utf-8")
     capsys.readouterr()
     assert main(["study", "run", str(study_yaml), "--out", str(alone), "--work", str(tmp_path / "work2")]) == 2
     err = capsys.readouterr().err
     assert "lacks the data cell's outputs" in err and (tmp_path / "work2" / "prepared" / "manifest.json").is_file()
-    assert (f"{tmp_path / 'work2' / 'pretrain' / 'mlm' / 'final'}: the mlm arm's model is not in the work folder, "
-            "though pretrain/mlm is recorded as finished") in err
+    assert "lacks the mlm arm's model (pretrain/mlm is recorded); making it again" in err
+    assert f"{mlm_file}: the rebuilt mlm model ends at held-out loss" in err and "delete the record" in err
+    assert not (tmp_path / "work2" / "pretrain" / "mlm").exists()  # the rejected model is not left to be used
+    mlm_file.write_text(mlm_record, encoding="utf-8")
+    assert main(["study", "run", str(study_yaml), "--out", str(alone), "--work", str(tmp_path / "work2")]) == 0
+    rebuilt = json.loads((tmp_path / "work2" / "pretrain" / "mlm" / "rebuilt.json").read_text("utf-8"))
+    assert rebuilt["rebuilt_loss"] == pytest.approx(rebuilt["recorded_loss"], rel=0.02)
+    assert mlm_file.read_text("utf-8") == mlm_record  # the record is not rewritten
+    assert json.loads((alone / "records" / "finetune__mlm__chnsenticorp__seed-1.json").read_text())["scores"] == \
+        records["finetune/mlm/chnsenticorp/seed-1"]["scores"]
 
 
 def test_bad_study_configs_name_the_field(tmp_path, study_yaml):
@@ -175,7 +194,7 @@ def test_bad_study_configs_name_the_field(tmp_path, study_yaml):
     cases = [({"arms": {"perlm": {"objective": "perlm", "bogus": 1}, "mlm": {}}}, "arms.perlm: unknown option"),
              ({"corpus": ["nowhere:thing"]}, "is neither a path nor one of"),
              ({"tasks": {"chnsenticorp": {"data": "x"}}}, "needs report: dev or test"),
-             ({"compare": ["perlm", "bert"]}, "--compare must name two arms"),
+             ({"compare": ["perlm", "bert"]}, "--compare must name two or more distinct arms"),
              ({"pretrain": {**base["pretrain"], "max_seq_len": 4}}, "--max-seq-len must be between")]
     for change, message in cases:
         path = tmp_path / "bad.yaml"

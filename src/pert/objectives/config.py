@@ -16,8 +16,9 @@ class ObjectiveConfig:
     max_predictions: int | None = field(None, help="cap on selected tokens per sequence "
                                         "(default: 75 per 512 tokens, as HFL used)")
     shuffle_ratio: float = field(0.9, help="PerLM: share of selected tokens that are shuffled (rest kept)")
-    scope: str = field("global", help="PerLM: shuffle the shuffled tokens among themselves across the sequence "
-                       "(global, the paper's) or within each unit (span: one-token units cannot move)")
+    scope: str = field("span", help="PerLM: shuffle each shuffled unit (word or N-gram) within itself (span, as the "
+                       "authors' figure and README table show; one-token units cannot move) or all shuffled tokens "
+                       "among themselves across the sequence (global, an ablation)")
     mask_ratio: float = field(0.8, help="MLM: share of selected tokens replaced by [MASK]")
     random_ratio: float = field(0.1, help="MLM: share of selected tokens replaced by a random token")
 

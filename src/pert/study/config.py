@@ -37,7 +37,8 @@ class StudyConfig:
     tasks: dict = field({}, help="task name -> FinetuneConfig options (data: a folder, or 'wor' for the "
                                  "study's word-order set) plus report: dev|test, the split the table shows")
     seeds: list[int] = field([1, 2, 3], help="fine-tuning seeds of every arm x task")
-    compare: list[str] = field(["perlm", "mlm"], help="the two arms whose seed-by-seed difference is reported")
+    compare: list[str] = field(["perlm", "mlm"], help="the first arm's seed-by-seed difference from each of the "
+                                                      "others is reported, each with a one-line answer")
     base_scale: str | None = field(None, help="the same study's config at base scale (the report prices it)")
     notes: list[str] = field([], help="why the config is what it is (choices, measurements); the report prints them")
 
@@ -52,8 +53,9 @@ class StudyConfig:
         check(bool(self.arms), "arms", "needs at least one arm")
         check(bool(self.tasks), "tasks", "needs at least one task")
         check(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "seeds", "must be distinct, >= 1")
-        check(len(self.compare) == 2 and all(a in self.arms for a in self.compare), "compare",
-              f"must name two arms of {list(self.arms)}")
+        check(len(self.compare) >= 2 and len(set(self.compare)) == len(self.compare)
+              and all(a in self.arms for a in self.compare), "compare",
+              f"must name two or more distinct arms of {list(self.arms)}")
         for src in self.corpus:
             check(src in CORPUS_SOURCES or ":" not in src or Path(src).exists(), "corpus",
                   f"entry {src!r} is neither a path nor one of {', '.join(CORPUS_SOURCES)}")

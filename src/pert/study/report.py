@@ -152,24 +152,35 @@ def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
 
 
 def _pretraining_reading(cfg: dict[str, Any], records: dict[str, dict[str, Any]]) -> list[str]:
-    """What each pre-trained arm learned on held-out text, next to a uniform guess."""
+    """What each pre-trained arm learned on held-out text, next to the trivial baselines on the same tokens."""
     out = []
     for rec in (records[f"pretrain/{arm}"] for arm in cfg["arms"] if f"pretrain/{arm}" in records):
         ev, c = rec["summary"]["eval"], rec["config"]
-        if c["objective"] == "perlm":
-            chance = 1 / c["max_seq_len"]
-            line = (f"- **pre-training, {rec['arm']}** (PerLM, {c['scope']} scope): on held-out text it put "
-                    f"{ev['acc_shuffled']:.1%} of the shuffled tokens' answers at the right position, against "
-                    f"{chance:.1%} for a uniform guess over the {c['max_seq_len']} positions, and "
-                    f"{ev['acc_kept']:.0%} of the kept tokens at their own")
-            if ev["acc_shuffled"] < 2 * chance:
-                line += (": it learned that a token stays where it is and, at this scale, not where a moved "
-                         "token came from; what its encoder carries into fine-tuning is what the table measures")
-            out.append(line + ".")
-        else:
+        if c["objective"] != "perlm":
             out.append(f"- **pre-training, {rec['arm']}** ({c['objective'].upper()}): on held-out text it "
                        f"predicted {ev['acc_shuffled']:.1%} of the masked or replaced tokens over the whole "
                        f"vocabulary, and kept {ev['acc_kept']:.0%} of the unchanged ones.")
+            continue
+        line = (f"- **pre-training, {rec['arm']}** (PerLM, {c['scope']} scope): on held-out text it put "
+                f"{ev['acc_shuffled']:.1%} of the moved tokens' answers at the right position, against ")
+        if "own_shuffled" in ev:
+            chance = ev["uniform_shuffled"]
+            line += (f"{chance:.1%} for a uniform guess over each sequence's tokens and {ev['neighbour_shuffled']:.1%} "
+                     f"for the better neighbour guess (the token beside me) on the same tokens; it answered "
+                     f"'own position' for {ev['own_shuffled']:.1%} of the moved tokens")
+        else:
+            chance = 1 / c["max_seq_len"]
+            line += (f"{chance:.1%} for a uniform guess over the {c['max_seq_len']} positions (its record predates "
+                     "the own-position share and the neighbour baseline)")
+        line += f", and {ev['acc_kept']:.0%} of the kept tokens at their own"
+        if ev["acc_shuffled"] < 2 * chance:
+            line += (": it learned that a token stays where it is and, at this scale, not where a moved token came "
+                     "from; what its encoder carries into fine-tuning is what the table measures")
+        elif "neighbour_shuffled" in ev:
+            line += (": it learned where a moved token came from, beyond adjacency" if ev["acc_shuffled"] >
+                     ev["neighbour_shuffled"] else ": above a uniform guess but not above the neighbour guess: it "
+                     "learned adjacency, not yet order")
+        out.append(line + ".")
     return out
 
 
@@ -236,13 +247,38 @@ def _reading(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]]
                         for arm in (a, b) if scores[t][arm]}
                 line += "; over no pre-training: " + ", ".join(f"{arm} {v:+.1f}" for arm, v in lift.items())
         out.append(line + ".")
-    out += ["", "Limits, whatever the scores: each arm was pre-trained once (one pre-training seed), so the "
-            "variance of pre-training itself is not measured, only that of fine-tuning; the models are tiny and "
-            "saw tens of millions of tokens where the paper's saw billions, so differences at this scale may "
-            "shrink, vanish or reverse at base scale; fine-tuning budgets are short (the same for every arm), which "
-            "favours whichever encoder is easiest to adapt quickly; the word-order task starts from the pre-trained "
-            "PerLM pointer head for the PerLM arm and from a fresh one for the others, which is the paper's point "
-            "but also an advantage this table does not separate."]
+    return out
+
+
+def _share(ev: dict[str, float], key: str) -> str:
+    return f"{100 * ev[key]:.1f}%" if key in ev else "not recorded"
+
+
+def _precisions(records: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    """arm -> the precisions its cells ran in (realised: the config's auto depends on the machine)."""
+    seen: dict[str, set[str]] = {}
+    for rec in records.values():
+        p = rec["summary"].get("precision") if rec["kind"] == "pretrain" else (
+            rec["config"].get("precision") if rec["kind"] == "finetune" else None)
+        if p:
+            seen.setdefault(rec["arm"], set()).add({"no": "fp32"}.get(p, p))
+    return seen
+
+
+def _limits(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The limits that hold whatever the scores are."""
+    out = ["Limits, whatever the scores: each arm was pre-trained once (one pre-training seed), so the "
+           "variance of pre-training itself is not measured, only that of fine-tuning; the models are tiny and "
+           "saw tens of millions of tokens where the paper's saw billions, so differences at this scale may "
+           "shrink, vanish or reverse at base scale; fine-tuning budgets are short (the same for every arm), which "
+           "favours whichever encoder is easiest to adapt quickly; the word-order task starts from the pre-trained "
+           "PerLM pointer head for the PerLM arms and from a fresh one for the others, which is the paper's point "
+           "but also an advantage this table does not separate."]
+    precisions = _precisions(records)
+    if len(set().union(*precisions.values())) > 1:
+        out.append("Not every cell ran in the same precision (the config says auto: bf16 autocast on CPUs with "
+                   "bf16 instructions, else fp32; the cells ran on more than one machine): "
+                   + "; ".join(f"{arm} {', '.join(sorted(p))}" for arm, p in sorted(precisions.items())) + ".")
     return out
 
 
@@ -279,21 +315,25 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
     L += ["", "| arm: mean ± sd | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for arm in arms:
         L.append(f"| {arm} | " + " | ".join(_fmt(list(scores[t][arm].values()))[1] for t in cfg["tasks"]) + " |")
-    a, b = cfg["compare"]
-    L += ["", f"**{a} − {b}, seed by seed** (same seed: same fine-tuning data order and head initialisation):", "",
-          "| task | differences | mean | same sign in every seed |", "|---|---|---|---|"]
-    for t in cfg["tasks"]:
-        diffs, _ = _paired(scores, t, a, b)
-        if not diffs:
-            L.append(f"| {t} | – | – | – |")
-            continue
-        L.append(f"| {t} | {', '.join(f'{d:+.1f}' for d in diffs)} | {statistics.fmean(diffs):+.1f} | "
-                 f"{_side(diffs)} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
-    L += ["", _verdict(cfg, scores, a, b)]
+    first, others = cfg["compare"][0], cfg["compare"][1:]
+    for b in others:
+        a = first
+        L += ["", f"**{a} − {b}, seed by seed** (same seed: same fine-tuning data order and head initialisation):", "",
+              "| task | differences | mean | same sign in every seed |", "|---|---|---|---|"]
+        for t in cfg["tasks"]:
+            diffs, _ = _paired(scores, t, a, b)
+            if not diffs:
+                L.append(f"| {t} | – | – | – |")
+                continue
+            L.append(f"| {t} | {', '.join(f'{d:+.1f}' for d in diffs)} | {statistics.fmean(diffs):+.1f} | "
+                     f"{_side(diffs)} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''}) |")
+        L += ["", _verdict(cfg, scores, a, b)]
     for f in figs:
         L += ["", f"![{f}]({(rel / f).as_posix()})"]
-    L += ["", "## What the numbers show, and what they do not", "", *_pretraining_reading(cfg, records),
-          *_reading(cfg, scores, a, b)]
+    L += ["", "## What the numbers show, and what they do not", "", *_pretraining_reading(cfg, records)]
+    for b in others:
+        L += ["", f"{first} against {b}:", "", *_reading(cfg, scores, first, b)]
+    L += ["", *_limits(records)]
     L += ["", "## Next to the paper", "",
           "The paper's figures for base models pre-trained on 5.4B words (PERT's README and paper); this study's "
           "models are tiny and saw a few tens of millions of tokens, so only the direction of a difference between "
@@ -317,19 +357,24 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
                       + ", ".join(f"{s} {v['sentences']:,} sentences ({v['corrupted']:,} corrupted)"
                                   for s, v in data["wor"].items()) + ".")
     L += ["", "## Pre-training", "", "| arm | objective | steps | tokens | wall time | tokens/s (median interval) | "
-          "held-out loss | held-out accuracy on changed tokens | selected tokens kept in place (spec 10%) |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "precision | held-out loss | held-out accuracy on changed tokens | better neighbour guess (same tokens) | "
+          "moved tokens answered 'own position' | selected tokens kept in place (spec 10%; span: one-token units "
+          "too) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         rec = records.get(f"pretrain/{arm}")
         if rec:
             s, ev = rec["summary"], rec["summary"]["eval"]
             obj = rec["config"]["objective"] + (f" ({rec['config']['scope']})" if rec["config"]["objective"] == "perlm"
                                                 else "")
+            perlm, precision = rec["config"]["objective"] == "perlm", {"no": "fp32"}.get(s["precision"], s["precision"])
+            neighbour, own = (_share(ev, k) if perlm else "–" for k in ("neighbour_shuffled", "own_shuffled"))
             L.append(f"| {arm} | {obj} | {s['steps']:,} | "
                      f"{s['tokens'] / 1e6:.1f}M | {s['seconds'] / 60:.0f} min | {_steady_rate(rec):,.0f} | "
-                     f"{ev['loss']:.3f} | {100 * ev['acc_shuffled']:.1f}% | {100 * ev.get('share_kept', 0):.1f}% |")
+                     f"{precision} | "
+                     f"{ev['loss']:.3f} | {100 * ev['acc_shuffled']:.1f}% | {neighbour} | {own} | "
+                     f"{100 * ev.get('share_kept', 0):.1f}% |")
         elif not cfg["arms"][arm].get("init") == "random":
-            L.append(f"| {arm} | not run yet | | | | | | | |")
+            L.append(f"| {arm} | not run yet | | | | | | | | | | |")
     shared = {k: v for k, v in cfg["pretrain"].items()}
     L += ["", "Every pre-trained arm: " + ", ".join(f"{k} {v}" for k, v in shared.items())
           + "; arms differ only in: " + "; ".join(f"{a} {json.dumps(v)}" for a, v in cfg["arms"].items()) + "."]

@@ -285,10 +285,39 @@ def _check_work(cfg: StudyConfig, work: Path, cell: Cell, records: dict[str, dic
             if not (work / "prepared" / "manifest.json").is_file():
                 _rebuild_data(cfg, work, records, out)
     if cell.kind == "finetune" and not (model_dir(work, cell.arm, cfg) / "config.json").is_file():
+        from pert.lock import output_lock
+
         maker = arm_cell(cfg, cell.arm)
-        raise ValueError(f"{model_dir(work, cell.arm, cfg)}: the {cell.arm} arm's model is not in the work folder, "
-                         f"though {maker.id} is recorded as finished; use the work folder it ran in (--work), "
-                         f"or delete {out / 'records' / maker.file} to make it again")
+        with output_lock(_cell_lock(work, maker)):  # one worker rebuilds, as for the data cell
+            if not (model_dir(work, cell.arm, cfg) / "config.json").is_file():
+                _rebuild_model(cfg, work, maker, records[maker.id], out)
+
+
+# a rebuilt pre-training must end at the recorded held-out loss within this share (thread counts and CPUs change
+# the order of floating-point sums, so a rerun of the same recipe is close, not bit-identical)
+REBUILD_LOSS_TOLERANCE = 0.02
+
+
+def _rebuild_model(cfg: StudyConfig, work: Path, maker: Cell, record: dict[str, Any], out: Path) -> None:
+    """Make a recorded arm's model again in a work folder that lacks it (records travel, work folders may not):
+    a random floor is re-drawn from its seed; a pre-training is run again with its recorded recipe and must end
+    at the recorded held-out loss. The record itself is not rewritten."""
+    print(f"[study {cfg.name}] {work} lacks the {maker.arm} arm's model ({maker.id} is recorded); making it again",
+          file=sys.stderr, flush=True)
+    if maker.kind == "init":
+        again = _run_init(cfg, work, maker.arm)
+        if again["parameters"] != record["parameters"]:
+            raise ValueError(f"{out / 'records' / maker.file}: the rebuilt random model has {again['parameters']:,} "
+                             f"parameters, the record {record['parameters']:,}")
+        return
+    again = _run_pretrain(cfg, work, maker.arm)
+    want, got = record["summary"]["eval"]["loss"], again["summary"]["eval"]["loss"]
+    if abs(got - want) > REBUILD_LOSS_TOLERANCE * want:
+        shutil.rmtree(work / maker.kind / maker.arm)  # never used in place of the recorded model
+        raise ValueError(f"{out / 'records' / maker.file}: the rebuilt {maker.arm} model ends at held-out loss "
+                         f"{got:.4f}, the record at {want:.4f}; delete the record to pre-train that arm afresh")
+    (work / maker.kind / maker.arm / "rebuilt.json").write_text(json.dumps(
+        {"recorded_loss": want, "rebuilt_loss": got, "eval": again["summary"]["eval"]}, indent=1), encoding="utf-8")
 
 
 def _rebuild_data(cfg: StudyConfig, work: Path, records: dict[str, dict[str, Any]], out: Path) -> None:

@@ -117,17 +117,61 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> tuple[dic
     return out, int(mask.sum())
 
 
+class PositionBaselines:
+    """Held-out PerLM diagnostics beside the model's accuracy, summed over the evaluation batches.
+
+    - ``own_shuffled``: share of moved tokens the model answered with their own position (collapse: near 1);
+    - the trivial baselines on the same tokens: ``uniform_shuffled`` (a uniform guess over the sequence's real
+      tokens), ``left_shuffled``/``right_shuffled`` (always the token beside me) and ``neighbour_shuffled``, the
+      better of the two, which a model must beat to show that it learned order rather than adjacency. Answering
+      "own position" scores 0 on moved tokens and 1 on kept ones.
+    """
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(5, device=device, dtype=torch.float64)  # moved, own, uniform, left, right
+
+    def add(self, logits: torch.Tensor, positions: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor,
+            attention_mask: torch.Tensor | None) -> None:
+        moved = kinds == SHUFFLED
+        real = (attention_mask.sum(1, keepdim=True) if attention_mask is not None
+                else torch.full_like(positions[:, :1], logits.size(-1))).double()
+        pred = logits.argmax(-1)
+        self.sums += torch.stack([moved.sum().double(), (moved & (pred == positions)).sum().double(),
+                                  (moved / real).sum(), (moved & (labels == positions - 1)).sum().double(),
+                                  (moved & (labels == positions + 1)).sum().double()])
+
+    def read(self, accelerator: Accelerator) -> dict[str, float]:
+        s = accelerator.reduce(self.sums.clone(), reduction="sum").tolist()
+        n = max(s[0], 1)
+        left, right = s[3] / n, s[4] / n
+        return {"own_shuffled": s[1] / n, "uniform_shuffled": s[2] / n, "left_shuffled": left,
+                "right_shuffled": right, "neighbour_shuffled": max(left, right)}
+
+
 def evaluate(model, data: PretrainData, accelerator: Accelerator, objective: str) -> dict[str, float]:
+    """Held-out loss and accuracy; for PerLM also the own-position share and the trivial baselines."""
     model.eval()
     meter = Meter(accelerator.device)
+    baselines = PositionBaselines(accelerator.device) if objective == "perlm" else None
     with torch.no_grad():
         for batch in data.eval():
             batch, _ = to_device(batch, accelerator.device)
             kinds = batch.pop("kinds")
             out = model(**batch, objective=objective)
             meter.add(out.loss, out.correct, kinds)
+            if baselines is not None:
+                baselines.add(out.logits, batch["positions"], batch["labels"], kinds, batch.get("attention_mask"))
     model.train()
-    return meter.read(accelerator)
+    return meter.read(accelerator) | (baselines.read(accelerator) if baselines is not None else {})
+
+
+def describe_eval(ev: dict[str, float]) -> str:
+    """One line: the model on moved and kept tokens next to the baselines measured on the same tokens."""
+    if "own_shuffled" not in ev:
+        return f"held-out accuracy changed tokens {ev['acc_shuffled']:.3f}, kept {ev['acc_kept']:.3f}"
+    return (f"held-out accuracy moved tokens {ev['acc_shuffled']:.3f} (baselines: neighbour "
+            f"{ev['neighbour_shuffled']:.3f}, uniform {ev['uniform_shuffled']:.3f}, own position 0), kept "
+            f"{ev['acc_kept']:.3f}; moved tokens answered 'own position' {ev['own_shuffled']:.1%}")
 
 
 @locks_output  # one run per --out
@@ -229,6 +273,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 last_eval = evaluate(model, data, accelerator, cfg.objective)
                 if main:
                     _log(writer, out, "eval", last_eval, step)
+                    log.info("step %d: %s", step, describe_eval(last_eval))
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
                 save()
             timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > cfg.max_minutes * 60
@@ -270,8 +315,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 "data": corpus.manifest.get("inputs"), "eval": last_eval, "config": to_dict(cfg)}
         save_model_folder(accelerator.unwrap_model(model), tokenizer, out / "final", info)
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        log.info("done: %d steps in %.0fs; held-out accuracy shuffled %.3f kept %.3f; model in %s",
-                 step, elapsed, last_eval["acc_shuffled"], last_eval["acc_kept"], out / "final")
+        log.info("done: %d steps in %.0fs; %s; model in %s", step, elapsed, describe_eval(last_eval), out / "final")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
