@@ -373,3 +373,22 @@ def test_memory_estimate_is_exact_and_refuses_a_model_that_does_not_fit(minilm_d
     with pytest.raises(ValueError, match=rf"^{folder}/config\.json: the model it describes has about 23M "
                                          r"parameters, 88 MiB as float32, more than the 64 MiB of memory available$"):
         load_pretraining_model(folder)
+
+
+@pytest.mark.parametrize("value", ["many", None, 4.0, True, "256", [6], -1])
+def test_config_fields_of_the_wrong_type_are_refused_in_one_line(minilm_dir, tmp_path, capsys, value):
+    folder = _folder(minilm_dir, tmp_path / "typed", num_hidden_layers=value)
+    message = f"{folder}/config.json: field 'num_hidden_layers' must be a positive integer, got {value!r}"
+    for verb, argv in (("info", ["info", str(folder)]),
+                       ("qa", ["qa", "--model", str(folder), "--context", "x", "--question", "y"]),
+                       ("finetune", ["finetune", "--task", "sst2", "--model", str(folder), "--data", str(tmp_path),
+                                     "--out", str(tmp_path / "run")])):
+        assert main(argv) == 2, verb
+        assert one_line(capsys) == f"pert {verb}: error: {message}"
+
+
+def test_a_config_that_is_not_an_object_is_refused_in_one_line(minilm_dir, tmp_path, capsys):
+    folder = _folder(minilm_dir, tmp_path / "list")
+    (folder / "config.json").write_text("[]")
+    assert main(["info", str(folder)]) == 2
+    assert one_line(capsys) == f"pert info: error: {folder}/config.json: expected a JSON object of config fields, got list"

@@ -360,3 +360,74 @@ def test_build_vocab_is_deterministic(peoples_daily_tagged, tmp_path):
     a, b = (tmp_path / "a.txt").read_text("utf-8"), (tmp_path / "b.txt").read_text("utf-8")
     assert a == b
     assert any(t.startswith("##") for t in a.splitlines())  # continuation pieces are there to be ordered
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_kill9_of_prepare_leaves_no_worker_behind(peoples_daily_tagged, tmp_path):
+    lines = ["".join(t.rsplit("/", 1)[0] for t in line.split()) for line in
+             peoples_daily_tagged.read_text(encoding="utf-8").splitlines()]
+    (tmp_path / "pd.txt").write_text("\n".join(lines * 3) + "\n", encoding="utf-8")
+    build_vocab(lines[:2000], tmp_path / "vocab.txt", vocab_size=2000)
+    cmd = [sys.executable, "-m", "pert.cli", "prepare", str(tmp_path / "pd.txt"), "--vocab", str(tmp_path / "vocab.txt"),
+           "--out", str(tmp_path / "prepared"), "--workers", "2"]
+    children: list[int] = []
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=ENV)
+        try:
+            deadline = time.time() + 120
+            while len(children) < 3:  # two tokenising workers and multiprocessing's resource tracker
+                assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+                assert time.time() < deadline, "the workers did not start"
+                time.sleep(0.05)
+                children = _children(proc.pid)
+            time.sleep(1.0)  # the workers are tokenising now
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    deadline = time.time() + 30
+    while (alive := [p for p in children if Path(f"/proc/{p}").exists()
+                     and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]) and \
+            time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"processes outlived the killed prepare: {alive}"
+    assert not (tmp_path / "prepared" / "manifest.json").exists()  # and nothing looks complete
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_malicious_trainer_state_is_refused_in_one_line_and_never_run(corpus, reference, tmp_path, capsys,
+                                                                        monkeypatch):
+    import pickle
+
+    from pert.training.checkpoint import write_manifest
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    newest = resume_from(reference[0], out)
+    for older in checkpoint_dirs(out)[:-1]:
+        shutil.rmtree(older)
+    (newest / "trainer_state.pt").write_bytes(pickle.dumps({"step": 3, "optimizer": _Payload(), "scheduler": {}}))
+    write_manifest(newest)  # the attacker rewrote the checksums too
+    rc = main(["pretrain", "--data", str(corpus), "--out", str(out), "--resume", *cli_args(PRETRAIN_ARGS)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not (tmp_path / "pwned").exists()
+    assert err[-1].startswith(f"pert pretrain: error: {newest}/trainer_state.pt: refused, not a checkpoint state "
+                              "that loads safely"), err
+    assert "Traceback" not in "\n".join(err)

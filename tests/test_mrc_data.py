@@ -265,3 +265,31 @@ def test_drcd_by_format_and_squad2_unanswerable_features(tmp_path: Path, shared_
     feats = encode_examples(examples, en_tok, 384, 128, 64)
     assert all(f["start_positions"] == 0 for f in feats if examples[f["example_index"]].impossible)
     assert any(f["start_positions"] > 0 for f in feats)
+
+
+def test_rows_that_cannot_be_scored_are_reported(tmp_path: Path, caplog) -> None:
+    import logging
+
+    data = {"data": [{"paragraphs": [{"context": "甲乙丙甲乙丙", "qas": [
+        {"id": "ok", "question": "?", "answers": [{"text": "乙丙", "answer_start": 1}]},
+        {"id": "none", "question": "?", "answers": []}]}]}]}
+    (tmp_path / "cmrc2018_dev.json").write_text(json.dumps(data), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert [e.qid for e in get_task("cmrc2018").read(tmp_path, "dev")] == ["ok", "none"]
+    assert f"{tmp_path / 'cmrc2018_dev.json'}: 1 questions have no gold answer and score 0 whatever the answer " \
+           "(as in the official script): none" in caplog.text
+    caplog.clear()
+    (tmp_path / "dev.tsv").write_text("label\ttext_a\n1\t好\n0\t\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert [e.text_a for e in get_task("chnsenticorp").read(tmp_path, "dev")] == ["好", ""]
+    assert "dev.tsv: 1 rows have an empty text field (lines 3)" in caplog.text
+
+
+def test_long_contexts_give_no_indexing_warning(minilm_dir, caplog) -> None:
+    import logging
+
+    tok = load_tokenizer(minilm_dir)
+    assert tok.model_max_length == 512
+    with caplog.at_level(logging.WARNING):
+        assert len(tok("word " * 800)["input_ids"]) == 802  # pert windows it; transformers need not warn
+    assert "longer than the specified maximum" not in caplog.text

@@ -189,3 +189,16 @@ def test_position_baselines_on_a_hand_case():
     got = meter.read(Accelerator(cpu=True))
     assert got == pytest.approx({"own_shuffled": 2 / 3, "uniform_shuffled": 1 / 6, "left_shuffled": 1 / 3,
                                  "right_shuffled": 2 / 3, "neighbour_shuffled": 2 / 3})
+
+
+def test_resume_of_a_finished_run_is_a_no_op_that_says_so(tmp_path, corpus, caplog):
+    import logging
+
+    out = tmp_path / "done"
+    first = pretrain(small_config(corpus, out, max_steps=3, save_every=0, eval_every=0))
+    files = {p: p.read_bytes() for p in [out / "summary.json", out / "metrics.jsonl", *(out / "final").iterdir()]}
+    with caplog.at_level(logging.INFO, logger="pert.training.loop"):
+        again = pretrain(small_config(corpus, out, max_steps=3, save_every=0, eval_every=0, resume=True))
+    assert again == first and again["final_train"] is not None
+    assert {p: p.read_bytes() for p in files} == files  # nothing rewritten
+    assert any("finished at step 3 already: nothing to do" in r.getMessage() for r in caplog.records)

@@ -230,3 +230,37 @@ def test_a_task_no_arm_learned_is_said_to_separate_nothing():
     assert _reading(cfg, scores, "perlm", "mlm")[0] == (
         "- **wor**: perlm and mlm score the same in every seed (0.0), so the task does not separate them within "
         "this budget; the best cell of any arm scores 0.6 (random, seed 2).")
+
+
+def test_records_rewrite_only_paths_inside_the_work_folder(tmp_path, monkeypatch):
+    from pert.study.run import _portable
+
+    monkeypatch.chdir(tmp_path)
+    work = Path("work")
+    record = {"num_workers": 0, "data": "work/prepared", "out": str(tmp_path / "work" / "pretrain"),
+              "note": "a network at work", "inputs": ["work", "workshop/x", "../work/y"], "work": "homework"}
+    assert _portable(record, work) == {"num_workers": 0, "data": "<work>/prepared", "out": "<work>/pretrain",
+                                       "note": "a network at work", "inputs": ["<work>", "workshop/x", "../work/y"],
+                                       "work": "homework"}
+
+
+def test_report_refuses_records_that_do_not_belong_to_the_config(tmp_path, capsys):
+    src = Path(__file__).parents[1] / "docs" / "study"
+    out = tmp_path / "study"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.png"))
+    assert main(["study", "report", str(out)]) == 0
+    ft, pre = out / "records" / "finetune__mlm__chnsenticorp__seed-1.json", out / "records" / "pretrain__mlm.json"
+    cases = [(pre, '"num_workers"', '"num_<work>ers"', "key 'num_<work>ers' holds a rewritten path"),
+             (ft, '"lr": 0.0002', '"lr": 0.0003', "config field 'lr' is 0.0003, the study config says 0.0002"),
+             (pre, '"scope": "global"', '"scope": "span"', None),  # an MLM record: scope is not its recipe
+             (ft, '"cell": "finetune/mlm/chnsenticorp/seed-1"', '"cell": "finetune/mlm/chnsenticorp/seed-9"',
+              "cell 'finetune/mlm/chnsenticorp/seed-9' is not in the plan")]
+    for f, old, new, message in cases:
+        good = f.read_text("utf-8")
+        assert old in good
+        f.write_text(good.replace(old, new), encoding="utf-8")
+        capsys.readouterr()
+        assert main(["study", "report", str(out)]) == (0 if message is None else 2)
+        err = capsys.readouterr().err.strip()
+        assert message is None or (message in err and len(err.splitlines()) == 1), err
+        f.write_text(good, encoding="utf-8")

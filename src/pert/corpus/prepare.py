@@ -24,6 +24,7 @@ keeps a second run from writing into it at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -66,10 +67,26 @@ FORMAT_VERSION = 1
 _STATE: dict = {}
 
 
-def _init_worker(tokenizer: str, sep: int, segmenter: str | None, dtype: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel end this process when the process that started it dies, even by kill -9 (Linux's
+    parent-death signal), so that no tokenising process outlives a killed ``pert prepare``; elsewhere a no-op."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _init_worker(tokenizer: str, sep: int, segmenter: str | None, dtype: str, parent: int | None = None) -> None:
     """Set up a tokenising process. A failure is kept and raised by the first ``_encode`` (so it reaches the
     parent as one exception) instead of killing the process, which a pool would restart or report without its
     cause."""
+    if parent is not None:
+        _die_with_parent(parent)
     try:
         backend = Tokenizer.from_str(tokenizer)
         pieces = backend.get_vocab(with_added_tokens=True)
@@ -402,7 +419,7 @@ def _run(chunks: Iterator[tuple[list[str], list[str]]], workers: int, init_args:
             yield _located(lambda texts=texts: _encode(texts), sources, segmenter)
         return
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),  # fork would copy tokenizer threads
-                               initializer=_init_worker, initargs=init_args)
+                               initializer=_init_worker, initargs=(*init_args, os.getpid()))
     try:
         pending: deque[tuple[Future, list[str]]] = deque()
         for texts, sources in chunks:

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pert.study.run import cell_seconds, plan, read_records
+from pert.study.run import cell_seconds, check_records, plan, read_records
 
 # The paper's figures that the spec quotes (shared/docs/PERLM.md): max (average) over runs.
 PAPER = [
@@ -27,10 +27,14 @@ def _flops_per_token(layers: int, hidden: int, seq: int) -> float:
 
 
 def _load(out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    from pert.study.config import StudyConfig
+
     meta = out / "study.json"
     if not meta.is_file():
         raise FileNotFoundError(f"{out}: not a study folder (no study.json); run `pert study run` first")
-    return json.loads(meta.read_text("utf-8")), read_records(out)
+    meta_data, records = json.loads(meta.read_text("utf-8")), read_records(out)
+    check_records(StudyConfig(**meta_data["config"]), records, out)
+    return meta_data, records
 
 
 def _scores(cfg: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:

@@ -83,19 +83,66 @@ def read_records(out: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _portable(obj: Any, work: Path) -> str:
-    """JSON of ``obj`` with the work folder (a path of this machine) written as ``<work>``: records are committed."""
-    text = json.dumps(obj, indent=1, ensure_ascii=False)
-    for prefix in sorted({str(work.resolve()), str(work)}, key=len, reverse=True):
-        text = text.replace(json.dumps(prefix)[1:-1], "<work>")
-    return text
+def check_records(cfg: StudyConfig, records: dict[str, dict[str, Any]], out: Path) -> None:
+    """Refuse, in one line naming the file and field, a record that does not belong to ``cfg``: a cell outside its
+    plan, a recipe other than the config's, or a key that a text rewrite has damaged."""
+    cells = {c.id: c for c in plan(cfg)}
+
+    def refuse(rec: dict[str, Any], what: str) -> None:
+        name = rec["cell"].replace("/", "__") + ".json" if isinstance(rec.get("cell"), str) else "?"
+        raise ValueError(f"{out / 'records' / name}: {what}; it does not belong to study {cfg.name!r} as configured")
+
+    def keys(x: Any) -> list[str]:
+        if isinstance(x, dict):
+            return [k for k, v in x.items() for k in (k, *keys(v))]
+        return [k for v in x for k in keys(v)] if isinstance(x, list) else []
+
+    def same(a: Any, b: Any) -> bool:
+        return a == b or (isinstance(a, int | float) and isinstance(b, int | float) and float(a) == float(b))
+
+    for cell_id, rec in records.items():
+        if cell_id not in cells:
+            refuse(rec, f"cell {cell_id!r} is not in the plan")
+        bad = [k for k in keys(rec) if "<work>" in k]
+        if bad:
+            refuse(rec, f"key {bad[0]!r} holds a rewritten path")
+        cell = cells[cell_id]
+        if cell.kind == "pretrain":
+            want = {**cfg.pretrain, **cfg.arms[cell.arm]}
+        elif cell.kind == "finetune":
+            want = {k: v for k, v in cfg.finetune_options(cell.task).items() if k not in ("data", "task")}
+            want["task"] = cfg.tasks[cell.task].get("task", cell.task)
+        else:
+            continue
+        for k, v in want.items():
+            if not same(rec.get("config", {}).get(k), v):
+                refuse(rec, f"config field {k!r} is {rec.get('config', {}).get(k)!r}, the study config says {v!r}")
+
+
+def _portable(obj: Any, work: Path) -> Any:
+    """``obj`` with every string that is a path inside the work folder (a path of this machine) rewritten to start
+    with ``<work>``: records are committed. Only whole path prefixes are replaced, never a word inside other text."""
+    prefixes = sorted({str(work.resolve()), str(work)}, key=len, reverse=True)
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [walk(v) for v in x]
+        if isinstance(x, str):
+            for prefix in prefixes:
+                if x == prefix or x.startswith(prefix.rstrip("/") + "/"):
+                    return "<work>" + x[len(prefix.rstrip("/")):]
+        return x
+
+    return walk(obj)
 
 
 def _write_record(out: Path, work: Path, cell: Cell, record: dict[str, Any]) -> None:
     folder = out / "records"
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (cell.file + ".tmp")
-    tmp.write_text(_portable(record, work), encoding="utf-8")
+    tmp.write_text(json.dumps(_portable(record, work), indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(folder / cell.file)
 
 
@@ -221,6 +268,7 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str |
 
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
+    check_records(cfg, read_records(out), out)  # records of another config would pass for finished cells
     write_study_config(cfg, out, source)
     cells = plan(cfg)
     waiting = False
@@ -324,7 +372,7 @@ def _rebuild_data(cfg: StudyConfig, work: Path, records: dict[str, dict[str, Any
     print(f"[study {cfg.name}] {work} lacks the data cell's outputs (its record is in {out / 'records'}); "
           "rebuilding them", file=sys.stderr, flush=True)
     rebuilt, recorded = _run_data(cfg, work), {k: records["data"][k] for k in ("wor", "corpus", "prepared")}
-    if json.loads(_portable(rebuilt, work)) != recorded:
+    if _portable(rebuilt, work) != recorded:
         raise ValueError(f"{out / 'records' / 'data.json'}: the data rebuilt in {work} differ from the record "
                          "(other source files or versions?); move the records away to run the study afresh")
 

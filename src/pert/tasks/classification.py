@@ -8,6 +8,7 @@ columns. Model: ``BertForSequenceClassification`` (pooled [CLS] -> linear), text
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from transformers import BertForSequenceClassification, PreTrainedModel, PreTrai
 from pert.metrics.classification import accuracy, binary_f1, matthews_corrcoef
 from pert.tasks.base import Task, TaskDefaults, load_model_with_head, register_task
 from pert.tasks.readers import Source, Table, field_of, find_source, iter_rows
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ClassificationTask(Task):
         col_a, col_b, col_label = self.columns()
         known = set(self.label_names())
         out: list[ClassificationExample] = []
+        empty: list[int] = []
         for line, row in iter_rows(source, table):
             label = None
             if col_label in row:
@@ -77,8 +81,14 @@ class ClassificationTask(Task):
                                      f"expected one of {', '.join(sorted(known))}")
             text_b = field_of(source, line, row, col_b) if col_b else None
             out.append(ClassificationExample(field_of(source, line, row, col_a), text_b, label))
+            if not out[-1].text_a or text_b == "":
+                empty.append(line)
         if not out:
             raise ValueError(f"{source.name}: no examples found")
+        if empty:
+            log.warning("%s: %d rows have an empty text field (lines %s%s); they are kept, and the model reads only "
+                        "its special tokens for them", source.name, len(empty), ", ".join(map(str, empty[:5])),
+                        " ..." if len(empty) > 5 else "")
         labelled = {e.label is not None for e in out}
         if len(labelled) > 1:
             raise ValueError(f"{source.name}: some rows have a {col_label!r} field and some do not")

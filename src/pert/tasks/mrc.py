@@ -103,6 +103,11 @@ class MrcTask(Task):
         if not self.with_null and stats.impossible:
             raise ValueError(f"{path}: {stats.impossible} unanswerable questions; "
                              "use task squad2 for SQuAD 2.0")
+        unscorable = [e.qid for e in examples if not e.impossible and not e.answers]
+        if split != "train" and unscorable:  # the official scripts score them 0 whatever the model answers
+            log.warning("%s: %d questions have no gold answer and score 0 whatever the answer (as in the official "
+                        "script): %s%s", path, len(unscorable), ", ".join(unscorable[:5]),
+                        " ..." if len(unscorable) > 5 else "")
         if split == "train":
             kept = [e for e in examples if e.impossible or e.target() is not None]
             if len(kept) < len(examples):

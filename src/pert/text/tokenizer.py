@@ -72,7 +72,7 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTraine
                 raise ValueError(f"{cfg}: expected a JSON object")
         if not vocab.is_file():
             if (path / "tokenizer.json").is_file():
-                return _auto_tokenizer(path, lowercase)
+                return _quiet_about_length(_auto_tokenizer(path, lowercase))
             raise FileNotFoundError(f"{path}: no tokenizer in this model folder (expected vocab.txt or "
                                     "tokenizer.json)")
         check_vocab_file(vocab)
@@ -93,6 +93,13 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> PreTraine
         kwargs["model_max_length"] = max_length
     tok = BertTokenizer(str(path), **kwargs)  # positional: 4.x calls it vocab_file, 5.x vocab
     tok.pert_vocab_file = str(path)  # save_tokenizer copies it byte for byte
+    return _quiet_about_length(tok)
+
+
+def _quiet_about_length(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Mark transformers' "sequence length is longer than the specified maximum ... indexing errors" warning as
+    given: pert tokenises whole contexts and windows them itself (doc stride, sentence cuts) before the model."""
+    tok.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
     return tok
 
 

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -220,6 +221,16 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, step: int, out: st
     return final
 
 
+def load_state(file: Path) -> Any:
+    """``torch.load(weights_only=True)`` of a checkpoint file; one that holds anything but tensors and plain
+    containers (a pickle that would run code) or is not a torch file is refused in one line naming it."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{file}: refused, not a checkpoint state that loads safely ({first})") from None
+
+
 def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler
                     ) -> tuple[int, dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model, optimizer, scheduler and this process's RNG; returns (step, loop state, extra tensors)."""
@@ -228,14 +239,16 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler
     if unexpected or [k for k in missing if "decoder" not in k]:
         raise CheckpointError(f"{path}/model.safetensors does not match the model "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); resume with the same options")
-    state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    state = load_state(path / "trainer_state.pt")
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "step"} <= set(state):
+        raise CheckpointError(f"{path}/trainer_state.pt: expected a dict with optimizer, scheduler and step")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if "scaler" in state and getattr(accelerator, "scaler", None) is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     rng_file = path / f"rng_rank{accelerator.process_index}.pt"
     if rng_file.is_file():
-        rng = torch.load(rng_file, map_location="cpu", weights_only=True)
+        rng = load_state(rng_file)
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])

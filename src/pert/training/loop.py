@@ -205,6 +205,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
             step, loop_state, _ = load_checkpoint(ckpt, accelerator, model, optimizer, scheduler)
             done.update({k: float(v) for k, v in loop_state.items() if k in done})
             log.info("resumed from %s (step %d)", ckpt, step)
+            finished = _finished_summary(out, step, cfg.max_steps)
+            if finished is not None:
+                log.info("%s finished at step %d already: nothing to do (a larger --max-steps trains on)", out, step)
+                accelerator.end_training()
+                return finished
     main = accelerator.is_main_process
     writer = None
     if main:
@@ -319,6 +324,18 @@ def pretrain(cfg: PretrainConfig) -> dict:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def _finished_summary(out: Path, step: int, max_steps: int) -> dict | None:
+    """The summary of a run that already ended at ``step`` >= ``max_steps`` (so --resume has nothing to do)."""
+    file = out / "summary.json"
+    if step < max_steps or not file.is_file():
+        return None
+    try:
+        summary = json.loads(file.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("steps") == step else None
 
 
 def _any(accelerator: Accelerator, flag: bool) -> bool:
