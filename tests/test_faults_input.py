@@ -391,4 +391,5 @@ def test_a_config_that_is_not_an_object_is_refused_in_one_line(minilm_dir, tmp_p
     folder = _folder(minilm_dir, tmp_path / "list")
     (folder / "config.json").write_text("[]")
     assert main(["info", str(folder)]) == 2
-    assert one_line(capsys) == f"pert info: error: {folder}/config.json: expected a JSON object of config fields, got list"
+    assert one_line(capsys) == (f"pert info: error: {folder}/config.json: expected a JSON object of config fields, "
+                                "got list")

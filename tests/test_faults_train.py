@@ -381,8 +381,8 @@ def test_kill9_of_prepare_leaves_no_worker_behind(peoples_daily_tagged, tmp_path
              peoples_daily_tagged.read_text(encoding="utf-8").splitlines()]
     (tmp_path / "pd.txt").write_text("\n".join(lines * 3) + "\n", encoding="utf-8")
     build_vocab(lines[:2000], tmp_path / "vocab.txt", vocab_size=2000)
-    cmd = [sys.executable, "-m", "pert.cli", "prepare", str(tmp_path / "pd.txt"), "--vocab", str(tmp_path / "vocab.txt"),
-           "--out", str(tmp_path / "prepared"), "--workers", "2"]
+    cmd = [sys.executable, "-m", "pert.cli", "prepare", str(tmp_path / "pd.txt"),
+           "--vocab", str(tmp_path / "vocab.txt"), "--out", str(tmp_path / "prepared"), "--workers", "2"]
     children: list[int] = []
     with open(tmp_path / "stderr.txt", "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=ENV)
