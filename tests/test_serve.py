@@ -243,6 +243,8 @@ def test_api_perlm_pointer(server: str, models: dict[str, Path]) -> None:
     ("/v1/perlm", {"sentence": "我们今天", "permutation": [0, 0, 1, 2]}, 422, "permutation: expected an ordering"),
     ("/v1/perlm", {"sentence": "我们今天", "shuffle": {"select_ratio": 2}}, 422, "select_ratio must be between"),
     ("/v1/perlm", {"sentence": "我"}, 422, "needs at least 2 tokens"),
+    ("/v1/qa", b'{"question":"\\ud800","context":"\\udfff abc"}', 422, "question: not valid Unicode"),
+    ("/v1/restore", b'{"sentences": ' + b"[" * 40000 + b"]" * 40000 + b"}", 400, "JSON nested too deeply"),
 ])
 def test_bad_requests_get_one_line_and_the_server_lives_on(server: str, path: str, body, status: int,
                                                            message: str) -> None:
@@ -330,6 +332,97 @@ def test_sigterm_drains_in_flight_requests(models: dict[str, Path], tmp_path: Pa
     with pytest.raises(OSError):
         _get(url + "/healthz")
     assert "pert serve: stopped" in log.read_text()
+
+
+def test_chunked_bodies_are_bounded_too(server: str) -> None:
+    import http.client
+
+    host, port = server.removeprefix("http://").split(":")
+    for size, status in ((100001, 413), (50, 422)):
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("POST", "/v1/restore", body=iter([b"{" + b" " * (size - 2), b"}"]), encode_chunked=True,
+                     headers={"content-type": "application/json", "transfer-encoding": "chunked"})
+        r = conn.getresponse()
+        body = json.loads(r.read())
+        conn.close()
+        assert r.status == status and set(body) <= {"error", "detail"} and "error" in body, body
+    assert _get(server + "/healthz")["status"] == "ok"
+
+
+def _raw(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _closed_by_server(s: socket.socket, within: float) -> bytes | None:
+    """What the server sent before closing ``s`` within ``within`` seconds (None: still open)."""
+    s.settimeout(within)
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def test_idle_half_sent_and_surplus_connections_cannot_starve_the_server(models: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    proc, url = _start(["--qa", str(models["qa"]), "--max-connections", "30", "--request-timeout", "1.5"],
+                       tmp_path / "serve.log")
+    try:
+        half = _raw(url)
+        half.sendall(b"POST /v1/qa HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        stalled = _raw(url)
+        stalled.sendall(b"POST /v1/qa HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                        b"content-length: 100\r\n\r\n{\"question\"")  # body never finished
+        idle = [_raw(url) for _ in range(60)]  # twice the bound, sending nothing
+        # the bound is hit: health checks still answer, other requests get 503 in the documented shape
+        assert _get(url + "/healthz")["status"] == "ok"
+        status, body = _post(url + "/v1/qa", {"question": QUESTIONS[0][0], "context": QUESTIONS[0][1]})
+        assert status == 503 and "connections open (--max-connections)" in body["error"], body
+        # every idle or half-sent connection is closed by the server; a stalled body gets 408 first
+        for s in [*idle, half]:
+            assert _closed_by_server(s, 10) is not None
+        answer = _closed_by_server(stalled, 10)
+        assert answer is not None and answer.startswith(b"HTTP/1.1 408") and b'{"error": "request body not ' \
+            b'received within 1.5 s"}' in answer, answer
+        # and the server serves as before
+        status, body = _post(url + "/v1/qa", {"question": QUESTIONS[0][0], "context": QUESTIONS[0][1]})
+        assert status == 200 and body["answers"]
+        for s in [*idle, half, stalled]:
+            s.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_sigterm_under_load_answers_every_request_and_exits_within_the_drain_deadline(
+        models: dict[str, Path], tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    proc, url = _start(["--qa", str(models["qa"]), "--max-batch", "1", "--drain-seconds", "2"], log)
+    context = " ".join([QUESTIONS[1][1]] * 8)
+    body = {"items": [{"question": QUESTIONS[1][0], "context": context}] * 4}  # seconds of work each
+    results: list = []
+    clients = [threading.Thread(target=lambda: results.append(_post(url + "/v1/qa", body))) for _ in range(8)]
+    for c in clients:
+        c.start()
+    deadline = time.monotonic() + 120
+    while _get(url + "/healthz")["in_flight"] < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    for c in clients:
+        c.join(timeout=300)
+    assert proc.wait(timeout=120) == 0, log.read_text()
+    took = time.monotonic() - t0
+    statuses = Counter(status for status, _ in results)
+    assert len(results) == 8 and set(statuses) <= {200, 503} and statuses[503] >= 1, statuses
+    for status, answer in results:
+        assert ("answers" in answer) if status == 200 else "shutting down" in answer["error"], answer
+    assert "drain deadline" in log.read_text() and took < 60, took
 
 
 def test_serve_needs_a_model(capsys) -> None:

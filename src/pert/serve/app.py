@@ -6,12 +6,14 @@ Endpoints: ``POST /v1/qa``, ``POST /v1/restore``, ``POST /v1/perlm``, ``GET /v1/
 the OpenAPI description at ``/openapi.json``, and the page at ``/``. Each model
 has a micro-batcher (``pert.serve.batcher``): requests arriving together share one model call. Inputs are
 bounded (body bytes, texts per request, characters per text): beyond a bound the answer is 413 with a
-one-line message; malformed input gets 422. Ctrl-C or SIGTERM stops taking connections, lets in-flight
-requests finish, then exits.
+one-line message; malformed input (not JSON, too deeply nested, invalid Unicode, wrong fields) gets 4xx; every
+error body is ``{"error": "..."}``. Connections are bounded in number and time, and SIGTERM or Ctrl-C drains
+within a deadline (``pert.serve.connections``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -25,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pert.config import ConfigError
 from pert.serve.batcher import MicroBatcher
@@ -150,7 +153,8 @@ class PerlmResponse(BaseModel):
 # ---- the app ----
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before anything parses it."""
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before anything parses it, whether it
+    declares its length or comes in chunks (a chunked body is read up to the limit first, then replayed)."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -161,24 +165,25 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _send_error(send, 413, f"request body of {int(declared)} bytes; at most {self.limit}")
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
+        if declared is not None:  # h11 holds the body to its declared length
+            return await self.app(scope, receive, send)
+        messages, seen = [], 0
+        while True:
             message = await receive()
+            messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge()
-            return message
+                return await _send_error(send, 413, f"request body over {self.limit} bytes")
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        replay = [{"type": "http.request", "body": body, "more_body": False}] if messages[-1]["type"] == \
+            "http.request" else messages
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _send_error(send, 413, f"request body over {self.limit} bytes")
+        async def replayed() -> dict:
+            return replay.pop(0) if replay else await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replayed, send)
 
 
 async def _send_error(send: Any, status: int, message: str) -> None:
@@ -193,6 +198,10 @@ def _bounded(cfg: ServeConfig, texts: list[tuple[str, str]]) -> None:
     if not texts:
         raise HTTPException(422, "nothing to do: the request holds no text")
     for name, text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise HTTPException(422, f"{name}: not valid Unicode (a lone surrogate at character {e.start})") from None
         if len(text) > cfg.max_chars:
             raise HTTPException(413, f"{name}: {len(text)} characters; at most {cfg.max_chars} (--max-chars)")
         if not text.strip():
@@ -224,6 +233,20 @@ def create_app(cfg: ServeConfig, models: dict[str, Any]) -> FastAPI:
     fns = {"qa": run_qa, "wor": run_wor, "perlm": run_perlm}
     batchers = {t: MicroBatcher(fns[t], max_items=cfg.max_batch, wait_ms=cfg.batch_wait_ms, name=t)
                 for t in models}
+    draining: dict[str, Any] = {"since": None, "rejected": 0}
+
+    def start_drain() -> None:
+        """Called on the event loop when the server is told to stop (``DrainingServer``)."""
+        draining["since"] = asyncio.get_running_loop().time()
+
+        def reject() -> None:
+            for b in batchers.values():
+                draining["rejected"] += b.reject_waiting(Draining(
+                    f"the server is shutting down: not run within its {cfg.drain_seconds:g} s drain deadline"))
+            if draining["rejected"]:
+                log.warning("drain deadline: %d queued requests answered 503", draining["rejected"])
+
+        asyncio.get_running_loop().call_later(cfg.drain_seconds, reject)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -249,15 +272,25 @@ def create_app(cfg: ServeConfig, models: dict[str, Any]) -> FastAPI:
         return JSONResponse({"error": message,
                              "detail": json.loads(json.dumps(errors, default=str))}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own (body parsing, 404, 405) take the same shape
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            message = "request body: JSON nested too deeply"
+        elif exc.status_code == 400 and exc.__cause__ is not None:
+            message = f"request body: could not be read ({type(exc.__cause__).__name__})"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     async def run(task: str, items: list[Any]) -> list[Any]:
         if task not in batchers:
             raise HTTPException(404, f"no {task} model loaded: start pert serve with --{task} MODEL")
+        if draining["since"] is not None:
+            raise HTTPException(503, "the server is shutting down; send the request again elsewhere or later",
+                                headers={"connection": "close"})
         try:
             return await batchers[task].submit(items)
+        except Draining as e:
+            raise HTTPException(503, str(e), headers={"connection": "close"}) from None
         except (ValueError, ConfigError) as e:
             raise HTTPException(422, str(e)) from e
         except Exception as e:  # the model failed on this request: answer 500, keep serving
@@ -333,7 +366,12 @@ def create_app(cfg: ServeConfig, models: dict[str, Any]) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    app.state.start_drain = start_drain
     return app
+
+
+class Draining(Exception):
+    """A queued request that the server will not run: it is shutting down."""
 
 
 def _describe(task: str, model: Any) -> dict[str, Any]:
@@ -355,15 +393,26 @@ def _version() -> str:
 
 
 def serve(cfg: ServeConfig) -> None:
-    """Load the models, then serve until Ctrl-C or SIGTERM; in-flight requests finish first."""
+    """Load the models, then serve until Ctrl-C or SIGTERM, then drain (``pert.serve.connections``)."""
     import signal
 
     import uvicorn
 
+    from pert.serve.connections import ConnectionLimits, DrainingServer, guarded_protocol, raise_file_limit
+
     models = load_models(cfg)
     app = create_app(cfg, models)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info",
-                                           timeout_graceful_shutdown=60, access_log=False))
+    files = raise_file_limit()
+    if cfg.max_connections > files - 100:
+        raise ValueError(f"--max-connections {cfg.max_connections} needs more than this process's limit of {files} "
+                         "open files (ulimit -n)")
+    limits = ConnectionLimits(max_connections=cfg.max_connections, request_timeout=cfg.request_timeout)
+    # uvicorn waits for running requests this long after the drain deadline before cancelling them: a model call
+    # already running then finishes (a batch is bounded by --max-batch and --max-chars)
+    server = DrainingServer(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info",
+                                           http=guarded_protocol(limits), timeout_keep_alive=cfg.keep_alive,
+                                           timeout_graceful_shutdown=cfg.drain_seconds + 60, access_log=False,
+                                           backlog=2048), on_drain=app.state.start_drain)
     # uvicorn re-raises the signal that stopped it once it has drained; by then there is nothing left to do.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)

@@ -53,6 +53,7 @@ class MicroBatcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Request] | None = None
         self._task: asyncio.Task | None = None
+        self._pending: _Request | None = None  # a request taken that did not fit the last batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pert-{name}")
 
     def start(self) -> None:
@@ -72,6 +73,20 @@ class MicroBatcher:
             self._queue.get_nowait().future.cancel()
         self._executor.shutdown(wait=True)
 
+    def reject_waiting(self, error: Exception) -> int:
+        """Fail every request that waits for a model call (queued, not yet running) with ``error``; the batch
+        that runs now finishes. Returns how many were rejected (a server's drain deadline)."""
+        waiting = [self._pending] if self._pending is not None else []
+        while self._queue is not None and not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+        self._pending = None
+        rejected = 0
+        for r in waiting:
+            if not r.future.done():
+                r.future.set_exception(error)
+                rejected += 1
+        return rejected
+
     async def submit(self, items: list[Any]) -> list[Any]:
         """The model's results for ``items``, computed together with other requests' items."""
         if self._queue is None:
@@ -89,10 +104,9 @@ class MicroBatcher:
     async def _run(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        pending: _Request | None = None  # a request taken that did not fit the last batch
         while True:
-            batch = [pending or await self._queue.get()]
-            pending = None
+            batch = [self._pending or await self._queue.get()]
+            self._pending = None
             n = len(batch[0].items)
             deadline = loop.time() + self.wait
             while n < self.max_items:
@@ -107,11 +121,11 @@ class MicroBatcher:
                 except asyncio.TimeoutError:
                     break
                 if n + len(req.items) > self.max_items:
-                    pending = req
+                    self._pending = req
                     break
                 batch.append(req)
                 n += len(req.items)
-            batch = [r for r in batch if not r.future.cancelled()]  # clients that went away
+            batch = [r for r in batch if not r.future.done()]  # clients that went away, requests rejected
             if batch:
                 await self._execute(batch)
 

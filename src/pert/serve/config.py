@@ -26,12 +26,21 @@ class ServeConfig:
     max_chars: int = field(20000, help="most characters in one question, context or sentence (beyond: 413)")
     max_body_bytes: int = field(2_000_000, help="largest request body in bytes (beyond: 413)")
     segmenter: str = field("rjieba", help="Chinese word segmenter of the PerLM panel's N-gram shuffle")
+    max_connections: int = field(1000, help="most open connections; past it /healthz still answers, other "
+                                 "requests get 503 and the connection closes")
+    request_timeout: float = field(10.0, help="seconds a connection has to send a whole request (idle and "
+                                   "half-sent connections are closed, a stalled body gets 408)")
+    keep_alive: float = field(5.0, help="seconds an idle keep-alive connection stays open between requests")
+    drain_seconds: float = field(10.0, help="on SIGTERM/Ctrl-C: requests in a model call finish, queued ones are "
+                                 "answered 503 after this many seconds, new ones at once")
 
     def __post_init__(self) -> None:
         check(any(getattr(self, t) for t in TASKS), "qa", "or --wor or --perlm: give at least one model to serve")
         check(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
         check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
-        for name in ("max_batch", "max_items", "max_chars", "max_body_bytes"):
+        for name in ("request_timeout", "keep_alive", "drain_seconds"):
+            check(getattr(self, name) > 0, name, "must be > 0")
+        for name in ("max_batch", "max_items", "max_chars", "max_body_bytes", "max_connections"):
             check(getattr(self, name) >= 1, name, "must be at least 1")
         check(self.batch_wait_ms >= 0, "batch_wait_ms", "must be >= 0")
         check(self.runtime in (None, "torch", "onnx"), "runtime", "must be torch or onnx")
