@@ -3,7 +3,9 @@ resolves the same way (``--device auto``, ``--precision auto``)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,3 +57,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("--precision fp16 needs a GPU; use bf16 (or auto) on a CPU")
     return precision
+
+
+def default_precision(recorded: str | None, device: Any) -> str:
+    """The fine-tuning precision where ``device`` runs it well (fp16 on GPUs, bf16 on GPUs and CPUs with
+    bf16 units), else fp32."""
+    kind = getattr(device, "type", str(device))
+    if recorded == "fp16" and kind == "cuda":
+        return "fp16"
+    if recorded == "bf16" and (kind == "cuda" or (kind == "cpu" and bf16_supported())):
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` (bf16/fp16) on ``device``; nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

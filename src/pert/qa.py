@@ -68,34 +68,15 @@ class QuestionAnswerer:
         ``runtime``: ``torch``, or ``onnx`` for a folder from ``pert export onnx`` (onnxruntime on the CPU;
         its precision is the export's); None picks by folder (``pert.runtime``).
         """
-        from pert.convert.hf import read_training_info
-        from pert.hardware import bf16_supported
-        from pert.hub import resolve_model
-        from pert.runtime import resolve_runtime
-        from pert.tasks.loop import resolve_device
-        from pert.tasks.record import default_precision
-        from pert.text import load_tokenizer
+        from pert.models import open_model
 
-        if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-        precision = None if precision == "auto" else precision
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model_dir = resolve_model(model_dir, revision)
-        self.runtime = resolve_runtime(self.model_dir, runtime)
-        info = read_training_info(self.model_dir)
-        self.device = resolve_device("cpu" if self.runtime == "onnx" and device == "auto" else device)
-        if self.runtime == "onnx" and (self.device.type != "cpu" or precision not in (None, "fp32")):
-            raise ValueError("the onnx runtime runs on the CPU at the precision chosen at export "
-                             "(`pert export onnx --quantize int8`); drop --device/--precision")
-        precision = "fp32" if self.runtime == "onnx" else precision or default_precision(info.get("precision"),
-                                                                                         self.device)
-        if precision == "fp16" and self.device.type == "cpu":
-            raise ValueError("precision fp16 needs a GPU; use bf16 on a CPU")
-        if precision == "bf16" and self.device.type == "cpu" and not bf16_supported():
-            log.warning("this CPU has no avx512_bf16/AMX: bf16 autocast is likely slower than fp32")
-        self.tokenizer = load_tokenizer(self.model_dir)
-        self.model, self.onnx = self._load_model()
+        opened = open_model(model_dir, revision=revision, device=device, precision=precision, runtime=runtime)
+        self.model_dir, self.runtime, self.device = opened.path, opened.runtime, opened.device
+        self.tokenizer, self.config, info = opened.tokenizer, opened.config, opened.training
+        precision = opened.precision
+        self.model, self.onnx = self._load_model(opened)
         trained = info.get("task_options") or {}
         limit = int(self.config.max_position_embeddings)
         default_len = info.get("max_seq_len") or (512 if info.get("task") in ("cmrc2018", "drcd") else 384)
@@ -109,23 +90,16 @@ class QuestionAnswerer:
             null_threshold = float((info.get("dev") or {}).get("best_f1_thresh", 0.0))
         self.null_threshold = null_threshold
 
-    def _load_model(self) -> tuple[Any, Any]:
-        """(torch model, None) or (None, OnnxModel); sets ``self.config``."""
+    def _load_model(self, opened: Any) -> tuple[Any, Any]:
+        """(torch model, None) or (None, OnnxModel)."""
         if self.runtime == "onnx":
-            from pert.convert.hf import load_config
-            from pert.runtime import OnnxModel
-
-            self.config = load_config(self.model_dir)
-            return None, OnnxModel(self.model_dir, "qa")
+            return None, opened.onnx("qa")
         from transformers import BertForQuestionAnswering
 
-        from pert.tasks.base import load_model_with_head
-
-        model = load_model_with_head(BertForQuestionAnswering, self.model_dir)
+        model = opened.with_head(BertForQuestionAnswering)
         if model.pert_new_head:
             raise ValueError(f"{self.model_dir}: no trained question-answering head (qa_outputs); fine-tune "
                              "it first with `pert finetune --task cmrc2018|drcd|squad1|squad2`")
-        self.config = model.config
         return model.to(self.device).eval(), None
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,8 +117,8 @@ class QuestionAnswerer:
         Features run in batches of similar length, each padded only to its own longest window; the
         logits stay on the device until the last batch, then come back in one copy.
         """
+        from pert.hardware import autocast
         from pert.tasks.base import pad_features
-        from pert.tasks.loop import autocast
 
         lengths = np.array([len(f["input_ids"]) for f in features], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pert.convert.hf import load_config, read_training_info
+from pert.convert.folder import open_folder
 from pert.convert.weights import canonical_key, config_mismatches, tensor_shapes, vocab_size_of, weight_files
 from pert.text.tokenizer import vocab_is_uncased
 
@@ -76,13 +76,7 @@ def _vocabulary(path: Path) -> tuple[list[str] | None, str]:
 
 def model_info(path: str | Path, revision: str | None = None) -> ModelInfo:
     """Describe a Hugging Face / pert model folder (or Hub id) without loading its weights into a model."""
-    from pert.hub import resolve_model
-
-    path = resolve_model(path, revision)
-    if path.is_dir() and not (path / "config.json").is_file() and any(path.glob("*.index")):
-        raise FileNotFoundError(f"{path}: a TensorFlow checkpoint, not a Hugging Face folder; convert it "
-                                f"first: pert convert tf1 {path} --out NEW_FOLDER")
-    config = load_config(path)
+    path, config, training = open_folder(path, revision)
     shapes = tensor_shapes(path)
     tied = getattr(config, "tie_word_embeddings", True)
     params = encoder = 0
@@ -135,7 +129,7 @@ def model_info(path: str | Path, revision: str | None = None) -> ModelInfo:
         norm = json.loads((path / vocab_file).read_text("utf-8")).get("normalizer") or {}
         if "lowercase" in norm:
             lowercase, source = bool(norm["lowercase"]), "tokenizer.json"
-    training = read_training_info(path) or None
+    training = training or None
     return ModelInfo(
         name=path.resolve().name, architectures=archs, layers=config.num_hidden_layers,
         hidden=config.hidden_size, attention_heads=config.num_attention_heads,

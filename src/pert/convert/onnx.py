@@ -78,26 +78,24 @@ def detect_task(model_dir: Path) -> str:
                      "give --task qa (a BertForQuestionAnswering head) or --task wor (the PerLM pointer head)")
 
 
-def _load(model_dir: Path, task: str) -> torch.nn.Module:
+def _load(opened: Any, task: str) -> torch.nn.Module:
+    """The graph to export, from an opened model (``pert.models.open_model``)."""
     from pert.convert.info import model_info
 
+    model_dir = opened.path
     heads = model_info(model_dir).heads
     if task == "qa":
         if "QA" not in heads:
             raise ValueError(f"{model_dir}: no trained question-answering head (qa_outputs) to export")
         from transformers import BertForQuestionAnswering
 
-        from pert.tasks.base import load_model_with_head
-
-        model = load_model_with_head(BertForQuestionAnswering, model_dir)
+        model = opened.with_head(BertForQuestionAnswering)
         if model.pert_new_head:
             raise ValueError(f"{model_dir}: no trained question-answering head (qa_outputs) to export")
         return _QaGraph(model).eval()
     if "PerLM" not in heads:
         raise ValueError(f"{model_dir}: no PerLM head (perlm_head.*) to export for word-order restoration")
-    from pert.convert.hf import load_pretraining_model
-
-    return _WorGraph(load_pretraining_model(model_dir, "perlm")).eval()
+    return _WorGraph(opened.pretraining_model("perlm")).eval()
 
 
 def sample_inputs(tokenizer: Any, task: str, batch: int = 2, length: int = 24) -> dict[str, np.ndarray]:
@@ -143,12 +141,13 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
         raise ValueError(f"pert export onnx needs {e.name}: pip install 'pert[onnx]'") from e
     from torch.export import Dim
 
+    from pert.models import open_model
     from pert.runtime import onnx_session
-    from pert.text import load_tokenizer
 
     model_dir, out = Path(model_dir), Path(out)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no such model folder")
+    opened = open_model(model_dir, device="cpu", precision="fp32", runtime="torch")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out}: already exists and is not empty; remove it or choose another --out")
     if quantize not in (None, "int8"):
@@ -157,8 +156,8 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     inputs, outputs = TASKS[task]
-    tokenizer = load_tokenizer(model_dir)
-    graph = _load(model_dir, task)
+    tokenizer = opened.tokenizer
+    graph = _load(opened, task)
     max_len = int(graph.model.config.max_position_embeddings)
     batch, seq = Dim("batch"), Dim("sequence", min=2, max=max_len)
     trace = sample_inputs(tokenizer, task, batch=2, length=16)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,12 @@ class PreparedCorpus:
     @property
     def tokenizer_dir(self) -> Path:
         return self.path / "tokenizer"
+
+    def tokenizer(self) -> Any:
+        """The tokenizer the corpus was prepared with (what a model trained from scratch on it saves)."""
+        from pert.text.tokenizer import load_tokenizer
+
+        return load_tokenizer(self.tokenizer_dir)
 
     def num_sequences(self, seq_len: int) -> int:
         return -(-len(self.tokens) // (seq_len - 2))

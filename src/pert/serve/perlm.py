@@ -42,18 +42,15 @@ class PointerScorer:
 
     def __init__(self, model_dir: str | Path, device: str = "auto", precision: str = "auto",
                  segmenter: str = "rjieba") -> None:
-        from pert.convert.hf import load_pretraining_model
-        from pert.hardware import resolve_device, resolve_precision
+        from pert.models import open_model
         from pert.text.segment import get_segmenter
-        from pert.text.tokenizer import load_tokenizer
 
-        self.model_dir = Path(model_dir)
-        self.tokenizer = load_tokenizer(self.model_dir)
-        self.model = load_pretraining_model(self.model_dir, "perlm")
-        self.device = resolve_device(device)
-        self.model.to(self.device).eval()
-        self.max_tokens = int(self.model.config.max_position_embeddings) - 2
-        self.precision = resolve_precision(precision, self.device)
+        # a pre-trained folder: auto precision is the hardware's, as in pre-training
+        opened = open_model(model_dir, device=device, precision=precision, auto_precision="hardware")
+        self.model_dir, self.tokenizer, self.device = opened.path, opened.tokenizer, opened.device
+        self.model = opened.pretraining_model("perlm")
+        self.max_tokens = int(opened.config.max_position_embeddings) - 2
+        self.precision = opened.precision
         self.segmenter = get_segmenter(segmenter)
 
     def probe(self, text: str, permutation: list[int] | None = None, objective: ObjectiveConfig | None = None,
@@ -103,7 +100,7 @@ class PointerScorer:
     def score(self, probes: list[Probe], top_k: int = 3) -> list[dict[str, Any]]:
         """For each probe: the shuffled text and, per original position, the true shuffled position of its
         token and the model's ``top_k`` guesses with probabilities."""
-        from pert.tasks.loop import autocast
+        from pert.hardware import autocast
 
         if not probes:
             return []

@@ -192,13 +192,12 @@ def _run_init(cfg: StudyConfig, work: Path, arm: str) -> dict[str, Any]:
     from pert.convert.hf import save_model_folder
     from pert.corpus.dataset import PreparedCorpus
     from pert.modeling import PertForPreTraining, preset_config
-    from pert.text.tokenizer import load_tokenizer
 
     corpus = PreparedCorpus(work / "prepared")
     preset, seq = cfg.pretrain.get("preset", "base"), cfg.pretrain.get("max_seq_len", 512)
     torch.manual_seed(cfg.pretrain.get("seed", 42))
     model = PertForPreTraining(preset_config(preset, corpus.vocab_size, max(512, seq)))
-    save_model_folder(model, load_tokenizer(corpus.tokenizer_dir), model_dir(work, arm, cfg),
+    save_model_folder(model, corpus.tokenizer(), model_dir(work, arm, cfg),
                       {"objective": None, "steps": 0, "note": "random initialisation (no pre-training)"})
     return {"config": {"preset": preset, "seed": cfg.pretrain.get("seed", 42)},
             "parameters": sum(p.numel() for p in model.parameters())}

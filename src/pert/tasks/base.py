@@ -172,7 +172,7 @@ def load_model_with_head(model_cls: type[PreTrainedModel], model_dir: str | Path
     """
     import transformers
 
-    from pert.convert.hf import load_config
+    from pert.convert.folder import load_config
     from pert.convert.weights import check_model_folder
 
     config = load_config(model_dir)

@@ -352,7 +352,7 @@ class TextClassification(ClassificationTask):
 
     def build_model(self, model_dir: Path) -> PreTrainedModel:
         if not self._labels:  # evaluating a fine-tuned folder: its config names the labels
-            from pert.convert.hf import load_config
+            from pert.convert.folder import load_config
 
             config = load_config(model_dir)
             if BertForSequenceClassification.__name__ not in (config.architectures or []):

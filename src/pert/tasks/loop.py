@@ -42,7 +42,7 @@ import torch
 import transformers
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from pert.hardware import resolve_device, resolve_precision
+from pert.hardware import autocast, resolve_device
 from pert.lock import locks_output
 from pert.optim import adamw
 from pert.progress import progress as progress_bar
@@ -52,13 +52,6 @@ from pert.tasks.config import FinetuneConfig
 from pert.training.checkpoint import checkpoint_dirs
 
 log = logging.getLogger(__name__)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def set_seed(seed: int) -> None:
@@ -123,22 +116,18 @@ def evaluate(task: Task | str | None, model_dir: str | Path, data_dir: str | Pat
     Unset task, task options, max_seq_len and precision come from the folder's record of its fine-tuning.
     A split whose file is absent raises FileNotFoundError.
     """
-    from pert.convert.hf import read_training_info
-    from pert.hub import resolve_model
-    from pert.tasks.record import default_precision, trained_task
-    from pert.text import load_tokenizer
+    from pert.convert.folder import open_folder
+    from pert.models import open_model
+    from pert.tasks.record import trained_task
 
-    model_dir, data_dir = resolve_model(model_dir, revision), Path(data_dir)
-    trained = read_training_info(model_dir)
+    data_dir = Path(data_dir)
     if not isinstance(task, Task):
-        task = get_task(*trained_task(trained, task, task_args))
+        task = get_task(*trained_task(open_folder(model_dir, revision)[2], task, task_args))
+    opened = open_model(model_dir, revision=revision, device=device, precision=precision, task=task.name)
+    model_dir, trained, dev, precision, tokenizer = (opened.path, opened.training, opened.device, opened.precision,
+                                                     opened.tokenizer)
     if task.name == trained.get("task"):
         max_seq_len = max_seq_len or trained.get("max_seq_len")
-    dev = resolve_device(device)
-    precision = None if precision == "auto" else precision
-    precision = precision or default_precision(trained.get("precision") if task.name == trained.get("task")
-                                               else None, dev)
-    tokenizer = load_tokenizer(model_dir)
     model = task.build_model(model_dir)
     if getattr(model, "pert_new_head", False):
         raise ValueError(f"{model_dir}: has no trained head for task {task.name}; fine-tune it first "
@@ -222,24 +211,22 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     per process). Each seed checkpoints at every dev evaluation (and on SIGTERM or Ctrl-C) into
     ``OUT/seed-N/checkpoints``; ``--resume`` continues an interrupted seed there and skips finished ones.
     """
-    from pert.convert.hf import load_config
-    from pert.convert.weights import check_model_folder
-    from pert.hub import resolve_model
+    from pert.models import open_model
     from pert.report import write_run_report
-    from pert.text import load_tokenizer
 
     task = get_task(cfg.task, cfg.task_args)
     cfg = cfg.resolved(task.defaults)
-    model_dir, data_dir, out = resolve_model(cfg.model, cfg.revision), Path(cfg.data), Path(cfg.out)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"--model {model_dir}: not a model folder (no config.json)")
+    data_dir, out = Path(cfg.data), Path(cfg.out)
+    try:  # a hostile config.json or unsafe weights fail before the data is read
+        opened = open_model(cfg.model, revision=cfg.revision, device=cfg.device, precision=cfg.precision,
+                            auto_precision="hardware")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--model {e}") from None
     if not data_dir.is_dir():
         raise FileNotFoundError(f"--data {data_dir}: no such folder")
-    check_model_folder(model_dir, load_config(model_dir))  # a hostile config.json fails before the data is read
-    device = resolve_device(cfg.device)
-    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
+    model_dir, tokenizer = opened.path, opened.tokenizer
+    cfg = dataclasses.replace(cfg, precision=opened.precision)
     accelerator = make_accelerator(cfg.device, cfg.precision)
-    tokenizer = load_tokenizer(model_dir)
 
     train = task.read(data_dir, "train")
     if not train:
@@ -272,7 +259,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         if not cfg.resume and checkpoint_dirs(seed_dir):
             raise ValueError(f"{seed_dir} holds checkpoints of an interrupted run; pass --resume to continue "
                              "it, or choose another --out")
-        result = _train_seed(cfg, task, seed, tokenizer, accelerator, train_features, splits, eval_features, out)
+        result = _train_seed(cfg, task, seed, model_dir, tokenizer, accelerator, train_features, splits,
+                             eval_features, out)
         if accelerator.is_main_process:
             _write_json(seed_dir / "metrics.json", result)  # last: its presence marks the seed finished
             shutil.rmtree(seed_dir / "checkpoints", ignore_errors=True)
@@ -358,7 +346,7 @@ class TrainOrder:
         return self.epoch_order(epoch)[start:start + self.batch_size]
 
 
-def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, accelerator: Any,
+def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, model_dir: Path, tokenizer: Any, accelerator: Any,
                 train_features: list[dict[str, Any]], splits: dict[str, list[Any] | None],
                 eval_features: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, Any]:
     from pert.convert.hf import save_model_folder
@@ -370,9 +358,7 @@ def _train_seed(cfg: FinetuneConfig, task: Task, seed: int, tokenizer: Any, acce
     if main:
         seed_dir.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
-    from pert.hub import resolve_model
-
-    model = task.build_model(resolve_model(cfg.model, cfg.revision))
+    model = task.build_model(model_dir)
     order = TrainOrder(train_features, cfg.batch_size, seed, cfg.group_by_length, accelerator.process_index,
                        accelerator.num_processes)
     steps_per_epoch = math.ceil(order.per_epoch / cfg.grad_accum)

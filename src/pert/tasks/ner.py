@@ -299,7 +299,7 @@ class GenericNer(NerTask):
 
     def build_model(self, model_dir: Path) -> PreTrainedModel:
         if not self._types:  # evaluating a fine-tuned folder: its config names the tags
-            from pert.convert.hf import load_config
+            from pert.convert.folder import load_config
 
             config = load_config(model_dir)
             if BertForTokenClassification.__name__ not in (config.architectures or []):

@@ -44,14 +44,3 @@ def trained_task(training: dict[str, Any], task: str | None, task_args: Any) -> 
     return task, {**training["task_options"], **parse_options(task_args)}
 
 
-def default_precision(recorded: str | None, device: Any) -> str:
-    """The fine-tuning precision where ``device`` runs it well (fp16 on GPUs, bf16 on GPUs and CPUs with
-    bf16 units), else fp32."""
-    from pert.hardware import bf16_supported
-
-    kind = getattr(device, "type", str(device))
-    if recorded == "fp16" and kind == "cuda":
-        return "fp16"
-    if recorded == "bf16" and (kind == "cuda" or (kind == "cpu" and bf16_supported())):
-        return "bf16"
-    return "fp32"

@@ -32,14 +32,13 @@ from pert.config import to_dict
 from pert.convert.hf import load_pretraining_model, save_model_folder
 from pert.corpus.dataset import PreparedCorpus
 from pert.hardware import resolve_device, resolve_precision
-from pert.hub import resolve_model
 from pert.lock import locks_output
 from pert.modeling import PertForPreTraining, preset_config
+from pert.models import OpenedModel, open_model
 from pert.objectives.perlm import KEPT, SHUFFLED
 from pert.optim import adamw
 from pert.progress import progress
 from pert.scalars import ScalarWriter
-from pert.text.tokenizer import load_tokenizer
 from pert.training.checkpoint import latest_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
 from pert.training.config import PretrainConfig
 from pert.training.data import PretrainData
@@ -54,19 +53,15 @@ def accelerate_setup(device: str, precision: str) -> tuple[bool, str]:
     return dev.type == "cpu", {"fp32": "no"}.get(p := resolve_precision(precision, dev), p)
 
 
-def build_model(cfg: PretrainConfig, corpus: PreparedCorpus, init_from: Path | None = None) -> PertForPreTraining:
-    """A fresh preset model for the corpus's vocabulary, or the --init-from folder (same vocabulary).
-
-    ``init_from``: the local folder of ``cfg.init_from`` when that is a Hub id (``pert.hub.resolve_model``).
-    """
-    if cfg.init_from:
+def build_model(cfg: PretrainConfig, corpus: PreparedCorpus, init: OpenedModel | None = None) -> PertForPreTraining:
+    """A fresh preset model for the corpus's vocabulary, or the opened --init-from folder (same vocabulary)."""
+    if init is not None:
         from pert.text.tokenizer import vocab_sha256
 
-        init_from = init_from or Path(cfg.init_from)
-        if vocab_sha256(load_tokenizer(init_from)) != corpus.manifest["tokenizer"]["vocab_sha256"]:
+        if vocab_sha256(init.tokenizer) != corpus.manifest["tokenizer"]["vocab_sha256"]:
             raise ValueError(f"{cfg.data} was prepared with another vocabulary than {cfg.init_from}; "
                              f"run `pert prepare --vocab {cfg.init_from}` first")
-        model = load_pretraining_model(init_from, cfg.objective)
+        model = load_pretraining_model(init.path, cfg.objective)
     else:
         config = preset_config(cfg.preset, corpus.vocab_size, max(512, cfg.max_seq_len))
         config.pert_mlm_head = cfg.objective == "mlm"
@@ -185,10 +180,12 @@ def pretrain(cfg: PretrainConfig) -> dict:
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
-    init_from = resolve_model(cfg.init_from, cfg.revision) if cfg.init_from else None
-    tokenizer = load_tokenizer(init_from or corpus.tokenizer_dir)
+    # Accelerate places the model: the folder is opened on the CPU, in fp32
+    init = open_model(cfg.init_from, revision=cfg.revision, device="cpu", precision="fp32") if cfg.init_from \
+        else None
+    tokenizer = init.tokenizer if init is not None else corpus.tokenizer()
     data = PretrainData(corpus, cfg, accelerator.process_index, accelerator.num_processes)
-    model = build_model(cfg, corpus, init_from)
+    model = build_model(cfg, corpus, init)
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, tuple(cfg.adam_betas), cfg.adam_eps)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)

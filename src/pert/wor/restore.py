@@ -47,44 +47,20 @@ class Restorer:
         fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
         between two orders may then fall the other way). ``runtime``: ``torch``, or ``onnx`` for a folder
         from ``pert export onnx`` (CPU, the export's precision); None picks by folder (``pert.runtime``)."""
-        from pert.convert.hf import load_config, load_pretraining_model, read_training_info
-        from pert.hardware import resolve_device
-        from pert.hub import resolve_model
-        from pert.runtime import OnnxModel, resolve_runtime
-        from pert.tasks.record import default_precision
-        from pert.text.tokenizer import load_tokenizer
+        from pert.models import open_model
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        precision = None if precision == "auto" else precision
-        if precision not in (None, "fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-        self.model_dir = resolve_model(model_dir, revision)
-        info = read_training_info(self.model_dir)
-        if info.get("task") != "wor":
-            trained = f"fine-tuned for {info['task']}" if info.get("task") else \
-                "pre-trained" if info.get("objective") else "not fine-tuned by pert"
-            raise ValueError(f"{model_dir}: not a word-order restoration model ({trained}); fine-tune it first "
-                             "with `pert finetune --task wor`")
-        self.runtime = resolve_runtime(self.model_dir, runtime)
-        self.tokenizer = load_tokenizer(self.model_dir)
-        self.model, self.onnx = None, None
-        if self.runtime == "onnx":
-            if (device not in (None, "cpu", "auto")) or precision not in (None, "fp32"):
-                raise ValueError("the onnx runtime runs on the CPU at the precision chosen at export "
-                                 "(`pert export onnx --quantize int8`); drop --device/--precision")
-            self.device = torch.device("cpu")
-            self.onnx = OnnxModel(self.model_dir, "wor")
-            limit = load_config(self.model_dir).max_position_embeddings
-            precision = "fp32"
-        else:
-            self.model = load_pretraining_model(self.model_dir, "perlm")
-            self.device = resolve_device(device)
-            self.model.to(self.device).eval()
-            limit = self.model.config.max_position_embeddings
+        opened = open_model(model_dir, revision=revision, device=device, precision=precision, runtime=runtime,
+                            task="wor", require_task=True)
+        self.model_dir, self.runtime, self.device = opened.path, opened.runtime, opened.device
+        self.tokenizer, info, precision = opened.tokenizer, opened.training, opened.precision
+        self.model = opened.pretraining_model("perlm") if self.runtime == "torch" else None
+        self.onnx = opened.onnx("wor") if self.runtime == "onnx" else None
+        limit = int(opened.config.max_position_embeddings)
         self.max_seq_len = min(max_seq_len or info.get("max_seq_len") or limit, limit)
         self.batch_size = batch_size
-        self.precision = precision or default_precision(info.get("precision"), self.device)
+        self.precision = precision
 
     @torch.inference_mode()
     def restore(self, texts: Sequence[str]) -> list[Restoration]:
@@ -92,7 +68,7 @@ class Restorer:
 
         Texts run in batches of similar length (each padded only to its longest), then go back to input order.
         """
-        from pert.tasks.loop import autocast
+        from pert.hardware import autocast
 
         tok = self.tokenizer
         for t in texts:
