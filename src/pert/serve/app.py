@@ -354,8 +354,12 @@ def create_app(cfg: ServeConfig, models: dict[str, Any]) -> FastAPI:
                 "batching": {"max_batch": cfg.max_batch, "batch_wait_ms": cfg.batch_wait_ms}}
 
     @app.get("/healthz", summary="Liveness, requests in flight and batching counters per model")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "in_flight": sum(b.stats.in_flight for b in batchers.values()),
+    async def healthz(request: Request) -> dict[str, Any]:
+        open_connections = (request.scope.get("state") or {}).get("connections")
+        return {"status": "draining" if draining["since"] is not None else "ok",
+                "in_flight": sum(b.stats.in_flight for b in batchers.values()),
+                "connections": None if open_connections is None else len(open_connections),
+                "limits": {"max_connections": cfg.max_connections, "request_timeout": cfg.request_timeout},
                 "models": {t: asdict(b.stats) for t, b in batchers.items()}}
 
     static = resources.files("pert.serve") / "static"

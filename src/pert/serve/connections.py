@@ -50,6 +50,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self.app_state.setdefault("connections", self.connections)  # /healthz reports how many are open
             if len(self.connections) > limits.max_connections:
                 self.app = _busy(self.app, f"server busy: {limits.max_connections} connections open "
                                            "(--max-connections); try again shortly")
