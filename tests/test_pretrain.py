@@ -137,24 +137,25 @@ def test_a_second_run_into_the_same_folder_needs_resume(tmp_path, corpus):
         pretrain(small_config(corpus, tmp_path / "run", max_steps=1, warmup_steps=0, save_every=0, eval_every=0))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_writes_a_checkpoint_that_resume_continues(tmp_path, corpus, sig):
-    """A killed job (SIGTERM from a scheduler, Ctrl-C) loses no finished step: it checkpoints, then stops."""
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGTERM, True)])
+def test_a_signal_writes_a_checkpoint_that_resume_continues(tmp_path, corpus, sig, group):
+    """A killed job (SIGTERM from a scheduler, Ctrl-C) loses no finished step: it checkpoints, then stops. Sent to
+    the whole process group (pkill, a service manager), the data worker gets it too and must not end the run first."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "pert.cli", "pretrain", "--data", str(corpus), "--out", str(out),
            "--preset", "tiny", "--max-seq-len", "32", "--batch-size", "4", "--max-steps", "100000",
            "--save-every", "0", "--eval-every", "0", "--eval-sequences", "8", "--log-every", "1",
-           "--precision", "fp32", "--num-workers", "0"]
+           "--precision", "fp32", "--num-workers", "1" if group else "0"]
     # a shell that runs the tests in the background starts them with SIGINT ignored; the child gets the default back
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), start_new_session=group)
     try:
         metrics = out / "metrics.jsonl"
         deadline = time.time() + 300
         while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
             assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.stderr else ""
             time.sleep(0.2)
-        proc.send_signal(sig)
+        os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()

@@ -82,4 +82,13 @@ class PretrainData:
         # that dropout uses (a resumed run would otherwise drop different units)
         return DataLoader(ds, batch_size=None, sampler=indices, num_workers=workers,
                           prefetch_factor=4 if workers else None, persistent_workers=False,
-                          generator=torch.Generator().manual_seed(self.cfg.seed))
+                          generator=torch.Generator().manual_seed(self.cfg.seed), worker_init_fn=_leave_sigterm)
+
+
+def _leave_sigterm(_: int) -> None:
+    """A data worker ignores SIGTERM: sent to the whole process group (``pkill``, a service manager, ``timeout``),
+    it would kill the worker first and the run would die without its checkpoint. The run's own process handles it,
+    saves and exits; the worker ends with it (torch's workers watch their parent)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
