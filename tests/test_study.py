@@ -264,3 +264,15 @@ def test_report_refuses_records_that_do_not_belong_to_the_config(tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert message is None or (message in err and len(err.splitlines()) == 1), err
         f.write_text(good, encoding="utf-8")
+
+
+def test_an_arm_that_has_not_run_is_missing_not_a_tie():
+    from pert.study.report import _verdict
+
+    cfg = {"arms": {"perlm": {}, "mlm": {}}, "tasks": {"wor": {}, "ner": {}}}
+    scores = {"wor": {"perlm": {}, "mlm": {1: 0.0, 2: 0.0}}, "ner": {"perlm": {}, "mlm": {1: 10.0, 2: 12.0}}}
+    assert _verdict(cfg, scores, "perlm", "mlm") == ("**In short**: no task has finished cells of both perlm and mlm "
+                                                     "yet; nothing to compare.")
+    scores["ner"]["perlm"] = {1: 3.0, 2: 5.0}
+    assert _verdict(cfg, scores, "perlm", "mlm").endswith("perlm is below mlm on 1 of 2 tasks (ner); 1 of 2 (wor) has "
+                                                           "not run for both yet.")

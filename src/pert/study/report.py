@@ -205,17 +205,23 @@ def _side(diffs: list[float]) -> str:
 
 def _verdict(cfg: dict[str, Any], scores: dict[str, dict[str, dict[int, float]]], a: str, b: str) -> str:
     """One sentence: on which tasks ``a`` is above or below ``b`` in every seed by more than the seed spread."""
-    side: dict[str, list[str]] = {"above": [], "below": [], "neither": []}
+    side: dict[str, list[str]] = {"above": [], "below": [], "neither": [], "missing": []}
     for t in cfg["tasks"]:
         diffs, spread = _paired(scores, t, a, b)
         clear = len(diffs) > 1 and spread is not None and abs(statistics.fmean(diffs)) > spread
-        side["neither" if not clear or _side(diffs) != "yes" else "above" if diffs[0] > 0 else "below"].append(t)
+        side["missing" if not diffs else "neither" if not clear or _side(diffs) != "yes"
+             else "above" if diffs[0] > 0 else "below"].append(t)
     n = len(cfg["tasks"])
+    if len(side["missing"]) == n:
+        return f"**In short**: no task has finished cells of both {a} and {b} yet; nothing to compare."
     parts = [f"{a} is {k} {b} on {len(side[k])} of {n} tasks ({', '.join(side[k])})"
              for k in ("above", "below") if side[k]]
     if side["neither"]:
         k = len(side["neither"])
         parts.append(f"{k} of {n} ({', '.join(side['neither'])}) {'does' if k == 1 else 'do'} not separate them")
+    if side["missing"]:
+        k = len(side["missing"])
+        parts.append(f"{k} of {n} ({', '.join(side['missing'])}) {'has' if k == 1 else 'have'} not run for both yet")
     return ("**In short** (a side counts when it holds in every seed, at least two, by more than the seed-to-seed "
             "spread): " + "; ".join(parts) + ".")
 
