@@ -90,6 +90,11 @@ def test_qa_onnx_fp32_equals_torch(qa_model: Path, qa_exports: dict[str, Path], 
 
     record = json.loads((qa_exports["fp32"] / "pert_onnx.json").read_text(encoding="utf-8"))
     assert record["task"] == "qa" and record["precision"] == "fp32" and record["max_abs_diff_fp32"] < 1e-4
+    # onnxruntime's BERT optimiser fused the graph: one Attention per layer (6), two SkipLayerNormalizations per
+    # layer, the embeddings' sum and LayerNorm as one node, the FFN's bias and GELU as one
+    assert record["fused_nodes"] | {"MatMul": 0} == {
+        "Attention": 6, "MultiHeadAttention": 0, "SkipLayerNormalization": 12, "EmbedLayerNormalization": 1,
+        "BiasGelu": 6, "FastGelu": 0, "LayerNormalization": 0, "MatMul": 0}
     assert record["outputs"] == ["start_logits", "end_logits"]
     asked = squad_questions[QA_TRAIN:]
     torch_qa, onnx_qa = QuestionAnswerer(qa_model), QuestionAnswerer(qa_exports["fp32"], runtime="onnx")
@@ -150,6 +155,7 @@ def test_export_folder_and_record(wor_exports: dict[str, Path]) -> None:
         assert record["task"] == "wor" and record["precision"] == precision
         assert record["inputs"] == ["input_ids", "attention_mask"] and record["outputs"] == ["position_logits"]
         assert record["max_abs_diff_fp32"] < 1e-4
+        assert record["fused_nodes"]["Attention"] == 2 and record["fused_nodes"]["EmbedLayerNormalization"] == 1
         assert {"model.onnx", "config.json", "vocab.txt", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
         assert not list(folder.parent.glob("*.tmp-export"))
         # truncation=True in a user's own tokenizer call stops at the exported graph's position limit

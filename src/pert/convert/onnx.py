@@ -3,8 +3,11 @@
     pert export onnx runs/squad/seed-1/best --out squad-onnx --quantize int8
     pert qa --model squad-onnx --runtime onnx --context "..." --question "..."
 
-The graph comes from torch's own exporter (``torch.onnx.export(dynamo=True)``: ``torch.export`` then
-onnxscript), with dynamic batch and sequence axes. Optimum was not used: its ONNX exporter
+The graph comes from torch's TorchScript exporter (``torch.onnx.export(dynamo=False)``, the model's attention
+written out as matmuls and a softmax) with dynamic batch and sequence axes, then onnxruntime's BERT optimiser
+fuses it: one ``Attention`` node per layer, ``SkipLayerNormalization``, ``EmbedLayerNormalization`` and
+``BiasGelu`` (counted in ``pert_onnx.json``; the dynamo exporter's graph matched none of its patterns).
+Optimum was not used: its ONNX exporter
 (``optimum-onnx`` 0.1) requires transformers < 4.58, and pert runs on transformers 5. int8 is
 onnxruntime's dynamic quantisation (``quantize_dynamic``: int8 weights, activations quantised per batch
 at run time), which needs no calibration data.
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,9 @@ TASKS = {"qa": (("input_ids", "attention_mask", "token_type_ids"), ("start_logit
          "wor": (("input_ids", "attention_mask"), ("position_logits",))}
 QA_TASKS = ("cmrc2018", "drcd", "squad1", "squad2")
 FP32_TOLERANCE = 1e-3  # largest |onnx - torch| logit allowed for an fp32 export (float32 noise is ~1e-5)
+OPSET = 17
+FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
+             "FastGelu", "LayerNormalization", "MatMul")
 
 
 class _QaGraph(torch.nn.Module):
@@ -92,10 +99,17 @@ def _load(opened: Any, task: str) -> torch.nn.Module:
         model = opened.with_head(BertForQuestionAnswering)
         if model.pert_new_head:
             raise ValueError(f"{model_dir}: no trained question-answering head (qa_outputs) to export")
-        return _QaGraph(model).eval()
+        return _QaGraph(_eager(model)).eval()
     if "PerLM" not in heads:
         raise ValueError(f"{model_dir}: no PerLM head (perlm_head.*) to export for word-order restoration")
-    return _WorGraph(opened.pretraining_model("perlm")).eval()
+    return _WorGraph(_eager(opened.pretraining_model("perlm"))).eval()
+
+
+def _eager(model: torch.nn.Module) -> torch.nn.Module:
+    """Attention written out (matmul, softmax): the pattern onnxruntime's optimiser fuses into one node; SDPA
+    traces to a graph it leaves unfused."""
+    model.set_attn_implementation("eager")
+    return model
 
 
 def sample_inputs(tokenizer: Any, task: str, batch: int = 2, length: int = 24) -> dict[str, np.ndarray]:
@@ -136,10 +150,9 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
     """Export ``model_dir`` to the folder ``out`` (which must not exist or be empty); returns the record."""
     try:
         import onnxruntime
-        import onnxscript  # noqa: F401 (torch's dynamo exporter needs it)
+        from onnxruntime.transformers import optimizer
     except ImportError as e:
         raise ValueError(f"pert export onnx needs {e.name}: pip install 'pert[onnx]'") from e
-    from torch.export import Dim
 
     from pert.models import open_model
     from pert.runtime import onnx_session
@@ -158,8 +171,8 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
     inputs, outputs = TASKS[task]
     tokenizer = opened.tokenizer
     graph = _load(opened, task)
-    max_len = int(graph.model.config.max_position_embeddings)
-    batch, seq = Dim("batch"), Dim("sequence", min=2, max=max_len)
+    config = graph.model.config
+    max_len = int(config.max_position_embeddings)
     trace = sample_inputs(tokenizer, task, batch=2, length=16)
     check = sample_inputs(tokenizer, task, batch=3, length=min(40, max_len))  # other shapes than the trace
 
@@ -167,10 +180,19 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        program = torch.onnx.export(graph, kwargs={k: torch.from_numpy(v) for k, v in trace.items()},
-                                    dynamo=True, input_names=list(inputs), output_names=list(outputs),
-                                    dynamic_shapes={k: {0: batch, 1: seq} for k in inputs}, verbose=False)
-        program.save(str(tmp / MODEL_FILE))
+        traced = tmp / "model.traced.onnx"
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, tuple(torch.from_numpy(trace[k]) for k in inputs), str(traced), dynamo=False,
+                              input_names=list(inputs), output_names=list(outputs), opset_version=OPSET,
+                              dynamic_axes={k: {0: "batch", 1: "sequence"} for k in (*inputs, *outputs)})
+        # onnxruntime's BERT optimiser fuses what the traced graph spells out op by op
+        fused_model = optimizer.optimize_model(str(traced), model_type="bert",
+                                               num_heads=int(config.num_attention_heads),
+                                               hidden_size=int(config.hidden_size))
+        fused_model.save_model_to_file(str(tmp / MODEL_FILE))
+        traced.unlink()
+        fused = fused_nodes(tmp / MODEL_FILE)
         expected = _torch_outputs(graph, check)
         fp32_diff = max_difference(expected, onnx_session(tmp / MODEL_FILE).run(None, check),
                                    check["attention_mask"])
@@ -180,8 +202,9 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
         record: dict[str, Any] = {
             "format": "pert-onnx", "version": 1, "task": task, "model_file": MODEL_FILE,
             "precision": "int8" if quantize else "fp32", "inputs": list(inputs), "outputs": list(outputs),
-            "source": str(model_dir), "exporter": "torch.onnx.export(dynamo=True)",
-            "opset": _opset(tmp / MODEL_FILE), "max_abs_diff_fp32": fp32_diff,
+            "source": str(model_dir),
+            "exporter": "torch.onnx.export(dynamo=False), eager attention; onnxruntime.transformers optimizer (bert)",
+            "fused_nodes": fused, "opset": _opset(tmp / MODEL_FILE), "max_abs_diff_fp32": fp32_diff,
             "versions": {"torch": torch.__version__, "onnx": version("onnx"),
                          "onnxruntime": onnxruntime.__version__, "transformers": version("transformers")},
         }
@@ -193,10 +216,15 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
             for data in tmp.glob(MODEL_FILE + ".data"):  # external weights of a > 2 GB model
                 os.replace(data, tmp / "model.fp32.onnx.data")
             # per output channel: half the logit error of one scale per tensor, and no slower (benchmarks/README.md)
-            quantize_dynamic(fp32, tmp / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True)
+            # the fused operators are outside ONNX's shape inference: their outputs are float32
+            quantize_dynamic(fp32, tmp / MODEL_FILE, weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
             for f in tmp.glob("model.fp32.onnx*"):
                 f.unlink()
-            record["quantization"] = "onnxruntime.quantization.quantize_dynamic, QInt8 weights, per channel"
+            record["quantization"] = ("onnxruntime.quantization.quantize_dynamic of the fused graph, QInt8 weights, "
+                                      "per channel")
+            record["fused_nodes_int8"] = fused_nodes(tmp / MODEL_FILE) | {
+                "QAttention": _count(tmp / MODEL_FILE, "QAttention")}
             record["max_abs_diff_int8"] = max_difference(
                 expected, onnx_session(tmp / MODEL_FILE).run(None, check), check["attention_mask"])
         from pert.text.tokenizer import save_tokenizer
@@ -213,6 +241,23 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record
+
+
+def fused_nodes(path: Path) -> dict[str, int]:
+    """How many of onnxruntime's fused BERT operators a graph holds (and the MatMuls left outside them)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return {k: counts.get(k, 0) for k in FUSED_OPS}
+
+
+def _count(path: Path, op: str) -> int:
+    import onnx
+
+    return sum(n.op_type == op for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def _opset(path: Path) -> int:
