@@ -18,8 +18,9 @@ Daily sentences (one per request). The clients run in this process (threads), on
 
 ``--abuse``: the batched server under ``--clients`` real clients while one more thread opens ``--attempts``
 connections (20,000 by default) that never send a byte, holding up to ``--hold`` of them at once, and a prober
-asks ``/healthz`` every 0.2 s. Reported: connections the abuser got and was refused, the most the server held
-open (from ``/healthz``), health checks answered and their p99, and the real clients' failures (must be 0).
+asks ``/healthz`` every 0.2 s. The real clients connect first and keep their connections. Reported: connections
+the abuser got and was refused, the most the server held open (from ``/healthz``), health checks answered and
+their p99, and the real clients' requests: failed (an error or a wrong answer: must be 0) and refused with 503.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def load(task: str, port: int, bodies: list[bytes], clients: int, seconds: float
     key = {"qa": "answers", "restore": "restorations"}[task]
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures = [0] * clients
+    refused = [0] * clients  # 503: the server was busy and did not take the request
     stop = time.monotonic() + seconds
     start = threading.Barrier(clients)
 
@@ -135,15 +137,18 @@ def load(task: str, port: int, bodies: list[bytes], clients: int, seconds: float
             if time.monotonic() >= stop:
                 break
             t0 = time.perf_counter()
+            status = 0
             try:
                 status, data = request(port, "POST", path, body, conn)
                 ok = status == 200 and len(json.loads(data)[key]) == 1
             except (OSError, http.client.HTTPException, ValueError):
                 ok = False
+            if not ok:
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             latencies[i].append(time.perf_counter() - t0)
-            failures[i] += not ok
+            refused[i] += status == 503
+            failures[i] += not ok and status != 503
         conn.close()
 
     t0 = time.monotonic()
@@ -156,12 +161,13 @@ def load(task: str, port: int, bodies: list[bytes], clients: int, seconds: float
     lat = np.array([x for xs in latencies for x in xs]) * 1000
     stats = json.loads(request(port, "GET", "/healthz")[1])["models"]
     model = stats["qa" if task == "qa" else "wor"]
-    return {"requests": len(lat), "failed": sum(failures), "rps": len(lat) / wall,
+    return {"requests": len(lat), "failed": sum(failures), "refused": sum(refused), "rps": len(lat) / wall,
             "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
             "p99": float(np.percentile(lat, 99)), "per_call": model["requests"] / max(model["batches"], 1)}
 
 
-def abuse(task: str, port: int, bodies: list[bytes], clients: int, attempts: int, hold: int) -> dict:
+def abuse(task: str, port: int, bodies: list[bytes], clients: int, attempts: int, hold: int,
+          seconds: float) -> dict:
     """Real clients, an idle-connection flood and a /healthz prober at once; bounded in count and time."""
     import resource
 
@@ -206,13 +212,16 @@ def abuse(task: str, port: int, bodies: list[bytes], clients: int, attempts: int
             time.sleep(0.2)
 
     t0 = time.monotonic()
+    real: dict = {}
+    # the real clients connect first and keep their connections for the whole run; the flood starts a second later
+    clients_thread = threading.Thread(target=lambda: real.update(load(task, port, bodies, clients, seconds)))
+    clients_thread.start()
+    time.sleep(1.0)
     threads = [threading.Thread(target=flooder), threading.Thread(target=prober)]
     for t in threads:
         t.start()
-    real = load(task, port, bodies, clients, 1.0)  # warm the clients' connections first
-    while threads[0].is_alive():
-        more = load(task, port, bodies, clients, 5.0)
-        real = {k: real[k] + more[k] for k in ("requests", "failed")}
+    threads[0].join()
+    clients_thread.join()
     done.set()
     threads[1].join()
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -241,14 +250,15 @@ def main() -> None:
             task = args.tasks[0]
             proc, port = start_server(task, models[task], True, args.server_threads)
             try:
-                r = abuse(task, port, payloads(task, args.data_root), args.clients, args.attempts, args.hold)
+                r = abuse(task, port, payloads(task, args.data_root), args.clients, args.attempts, args.hold,
+                          args.seconds)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=120)
         print(f"{task}: {r['opened']:,} idle connections opened, {r['refused']:,} refused, in {r['seconds']:.0f} s; "
               f"the server held at most {r['server_held_max']:,} open; /healthz answered {r['health_ok']} times "
               f"(p99 {r['health_p99_ms']:.0f} ms), failed {r['health_failed']}; real clients: {r['requests']} "
-              f"requests, {r['failed']} failed")
+              f"requests, {r['failed']} failed, {r['refused']} refused with 503")
         sys.exit(1 if r["failed"] or r["health_failed"] else 0)
     print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; {args.clients} clients, "
           f"{args.seconds:.0f} s per run; server threads: {args.server_threads or 'default'}")
@@ -279,7 +289,7 @@ def main() -> None:
         on, off = (r for t, _, r in rows if t == task)
         print(f"{task}: batching gives {on['rps'] / off['rps']:.2f}x the throughput")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    if any(r["failed"] for _, _, r in rows):
+    if any(r["failed"] or r["refused"] for _, _, r in rows):
         sys.exit(1)
 
 
