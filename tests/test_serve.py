@@ -402,9 +402,10 @@ def test_idle_half_sent_and_surplus_connections_cannot_starve_the_server(models:
 def test_sigterm_under_load_answers_every_request_and_exits_within_the_drain_deadline(
         models: dict[str, Path], tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
-    proc, url = _start(["--qa", str(models["qa"]), "--max-batch", "1", "--drain-seconds", "2"], log)
+    proc, url = _start(["--qa", str(models["qa"]), "--max-batch", "1", "--drain-seconds", "1"], log)
     context = " ".join([QUESTIONS[1][1]] * 8)
-    body = {"items": [{"question": QUESTIONS[1][0], "context": context}] * 4}  # seconds of work each
+    # 8 requests x 16 items x 3 windows, one item per model call: tens of seconds of work, far past the deadline
+    body = {"items": [{"question": QUESTIONS[1][0], "context": context}] * 16}
     results: list = []
     clients = [threading.Thread(target=lambda: results.append(_post(url + "/v1/qa", body))) for _ in range(8)]
     for c in clients:
