@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pert.config import ConfigError
 from pert.serve.batcher import MicroBatcher
 from pert.serve.config import ServeConfig
+from pert.serve.connections import send_error
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _send_error(send, 413, f"request body of {int(declared)} bytes; at most {self.limit}")
+            return await send_error(send, 413, f"request body of {int(declared)} bytes; at most {self.limit}")
         if declared is not None:  # h11 holds the body to its declared length
             return await self.app(scope, receive, send)
         messages, seen = [], 0
@@ -173,7 +174,7 @@ class BodyLimit:
             messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                return await _send_error(send, 413, f"request body over {self.limit} bytes")
+                return await send_error(send, 413, f"request body over {self.limit} bytes")
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
@@ -184,13 +185,6 @@ class BodyLimit:
             return replay.pop(0) if replay else await receive()
 
         await self.app(scope, replayed, send)
-
-
-async def _send_error(send: Any, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _bounded(cfg: ServeConfig, texts: list[tuple[str, str]]) -> None:

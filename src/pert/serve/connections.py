@@ -94,17 +94,21 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
     return GuardedH11Protocol
 
 
+async def send_error(send: Any, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """An ASGI response ``{"error": message}``: the one error shape of the server, below FastAPI too."""
+    body = error_body(message)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _busy(app: Any, message: str) -> Callable:
     """The ASGI app of a connection over the bound: /healthz as usual, 503 for everything else."""
-    body = error_body(message)
 
     async def busy(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
             return await app(scope, receive, send)
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"), (b"retry-after", b"1")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 503, message, ((b"connection", b"close"), (b"retry-after", b"1")))
 
     return busy
 
