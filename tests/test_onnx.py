@@ -65,19 +65,25 @@ def qa_model(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path, squad_q
     return save_model_folder(model, tok, tmp_path_factory.mktemp("qa") / "minilm-qa")
 
 
+def _squad_file(questions: list, path: Path) -> Path:
+    data = {"data": [{"paragraphs": [{"context": e.context, "qas": [{"id": e.qid, "question": e.question}]}]}
+                     for e in questions]}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
-def qa_exports(qa_model: Path) -> dict[str, Path]:
-    out = qa_model.parent
-    assert main(["export", "onnx", str(qa_model), "--out", str(out / "fp32")]) == 0
-    assert main(["export", "onnx", str(qa_model), "--out", str(out / "int8"), "--quantize", "int8"]) == 0
-    return {"fp32": out / "fp32", "int8": out / "int8"}
+def qa_exports(qa_model: Path, squad_questions: list) -> dict[str, Path]:
+    """Both exports beside the model (the default --out), int8 checked on the asked questions."""
+    check = _squad_file(squad_questions[QA_TRAIN:], qa_model.parent / "check.json")
+    assert main(["export", "onnx", str(qa_model)]) == 0
+    assert main(["export", "onnx", str(qa_model), "--quantize", "int8", "--check", str(check)]) == 0
+    return {"fp32": qa_model.parent / "minilm-qa-onnx", "int8": qa_model.parent / "minilm-qa-onnx-int8"}
 
 
 def _answers(model: Path, questions: list, tmp_path: Path, *extra: str) -> dict[str, str]:
     """`pert qa --input` on ``questions``; {id: answer}."""
-    data = {"data": [{"paragraphs": [{"context": e.context, "qas": [{"id": e.qid, "question": e.question}]}]}
-                     for e in questions]}
-    (tmp_path / "in.json").write_text(json.dumps(data), encoding="utf-8")
+    _squad_file(questions, tmp_path / "in.json")
     assert main(["qa", "--model", str(model), "--input", str(tmp_path / "in.json"), "--output",
                  str(tmp_path / "pred.json"), "--max-seq-len", str(QA_LEN), "--doc-stride", "64", *extra]) == 0
     return json.loads((tmp_path / "pred.json").read_text(encoding="utf-8"))
@@ -101,7 +107,7 @@ def test_qa_onnx_fp32_equals_torch(qa_model: Path, qa_exports: dict[str, Path], 
     features = encode_examples(asked, torch_qa.tokenizer, QA_LEN, 64, 64)
     for a, b in zip(torch_qa.logits(features), onnx_qa.logits(features), strict=True):
         assert max(float(abs(x - y).max()) for x, y in zip(a, b, strict=True)) < 1e-4
-    expected = _answers(qa_model, asked, tmp_path)
+    expected = _answers(qa_model, asked, tmp_path, "--runtime", "torch")
     assert sum(bool(a) for a in expected.values()) == len(asked)
     assert _answers(qa_exports["fp32"], asked, tmp_path, "--runtime", "onnx") == expected
 
@@ -112,8 +118,12 @@ def test_qa_onnx_int8_agrees_on_most_answers(qa_model: Path, qa_exports: dict[st
 
     asked = squad_questions[QA_TRAIN:]
     gold = {e.qid: e.answers for e in asked}
-    fp32, int8 = _answers(qa_model, asked, tmp_path), _answers(qa_exports["int8"], asked, tmp_path)
+    fp32 = _answers(qa_model, asked, tmp_path, "--runtime", "torch")
+    int8 = _answers(qa_exports["int8"], asked, tmp_path)
     same = sum(int8[q] == a for q, a in fp32.items())
+    check = json.loads((qa_exports["int8"] / "pert_onnx.json").read_text(encoding="utf-8"))["answer_check"]
+    assert check["data"] == "check.json" and check["items"] == len(asked)  # at the folder's own window settings
+    assert check["share"] == check["identical"] / len(asked)
     f1_fp32, f1_int8 = evaluate_v1(gold, fp32)["f1"], evaluate_v1(gold, int8)["f1"]
     print(f"int8 = fp32 on {same}/{len(asked)} answers; F1 fp32 {f1_fp32:.1f}, int8 {f1_int8:.1f}")
     assert f1_fp32 > 15  # the fitted head reads (measured here: F1 21.2; int8 24.6): answers worth comparing
@@ -121,6 +131,42 @@ def test_qa_onnx_int8_agrees_on_most_answers(qa_model: Path, qa_exports: dict[st
     # (measured here: 21/40 equal); the F1 change on real data is in benchmarks/README.md.
     assert same >= 0.4 * len(asked)
     assert f1_int8 > f1_fp32 - 12
+
+
+def test_runtime_auto_runs_the_current_checked_export(qa_model: Path, qa_exports: dict[str, Path],
+                                                     squad_questions: list, tmp_path: Path, caplog) -> None:
+    import shutil
+
+    from pert.qa import QuestionAnswerer
+
+    record = json.loads((qa_exports["int8"] / "pert_onnx.json").read_text(encoding="utf-8"))
+    assert record["answer_check"]["share"] < 0.9  # this head's small margins: int8 is not trusted by itself
+    with caplog.at_level("INFO", logger="pert"):
+        qa = QuestionAnswerer(qa_model)
+    assert (qa.model_dir, qa.runtime) == (qa_exports["fp32"], "onnx")
+    assert "int8 answers not checked" in caplog.text and "runs on onnx, cpu, fp32" in caplog.text
+    assert QuestionAnswerer(qa_model, precision="fp32").runtime == "torch"  # an explicit precision: torch
+    # a passing check makes int8 the choice; weights that changed since the export make both stale
+    record["answer_check"]["share"] = 0.95
+    (qa_exports["int8"] / "pert_onnx.json").write_text(json.dumps(record), encoding="utf-8")
+    try:
+        assert QuestionAnswerer(qa_model).model_dir == qa_exports["int8"]
+        copy = tmp_path / "minilm-qa"
+        shutil.copytree(qa_model, copy)
+        for quantize in ("", "-int8"):
+            shutil.copytree(qa_exports["fp32" if not quantize else "int8"], tmp_path / f"minilm-qa-onnx{quantize}")
+        assert QuestionAnswerer(copy).runtime == "onnx"
+        from safetensors.torch import load_file, save_file
+
+        weights = load_file(copy / "model.safetensors")
+        weights["qa_outputs.bias"] += 1.0
+        save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+        with caplog.at_level("INFO", logger="pert"):
+            assert QuestionAnswerer(copy).runtime == "torch"
+        assert "exported from other weights" in caplog.text
+    finally:
+        record["answer_check"]["share"] = record["answer_check"]["identical"] / record["answer_check"]["items"]
+        (qa_exports["int8"] / "pert_onnx.json").write_text(json.dumps(record), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +191,9 @@ def wor_model(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 def wor_exports(wor_model: Path) -> dict[str, Path]:
     out = wor_model.parent
     assert main(["export", "onnx", str(wor_model), "--out", str(out / "fp32")]) == 0
-    assert main(["export", "onnx", str(wor_model), "--out", str(out / "int8"), "--quantize", "int8"]) == 0
+    (out / "check.txt").write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    assert main(["export", "onnx", str(wor_model), "--out", str(out / "int8"), "--quantize", "int8",
+                 "--check", str(out / "check.txt")]) == 0
     return {"fp32": out / "fp32", "int8": out / "int8"}
 
 
@@ -154,7 +202,10 @@ def test_export_folder_and_record(wor_exports: dict[str, Path]) -> None:
         record = json.loads((folder / "pert_onnx.json").read_text(encoding="utf-8"))
         assert record["task"] == "wor" and record["precision"] == precision
         assert record["inputs"] == ["input_ids", "attention_mask"] and record["outputs"] == ["position_logits"]
-        assert record["max_abs_diff_fp32"] < 1e-4
+        assert record["max_abs_diff_fp32"] < 1e-4 and len(record["source_weights_sha256"]) == 64
+        if precision == "int8":  # restorations of the check file by both runtimes, compared
+            check = record["answer_check"]
+            assert check["data"] == "check.txt" and check["items"] == len(SENTENCES) and 0 <= check["identical"] <= 4
         assert record["fused_nodes"]["Attention"] == 2 and record["fused_nodes"]["EmbedLayerNormalization"] == 1
         assert {"model.onnx", "config.json", "vocab.txt", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
         assert not list(folder.parent.glob("*.tmp-export"))

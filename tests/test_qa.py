@@ -31,3 +31,14 @@ def test_qa_refuses_a_model_without_qa_head(minilm_dir: Path, capsys) -> None:
 def test_qa_missing_folder(tmp_path: Path, capsys) -> None:
     assert main(["qa", "--model", str(tmp_path / "nope"), "--context", "c", "--question", "q"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_length_batches_group_similar_lengths() -> None:
+    """Windows run in batches of similar length: a short question never pads to a 384-token window."""
+    from pert.runtime import length_batches
+
+    lengths = [100, 30, 35, 300, 120, 31]
+    assert length_batches(lengths, 2) == [[1, 5], [2], [0, 4], [3]]
+    assert length_batches(lengths, 8) == [[1, 5, 2], [0, 4], [3]]
+    assert length_batches([], 4) == []
+    assert sorted(i for b in length_batches(lengths * 5, 3) for i in b) == list(range(30))

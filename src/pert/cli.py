@@ -355,9 +355,10 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", choices=["torch", "onnx"], default=None,
-                   help="torch, or onnx (onnxruntime, CPU) for a folder from `pert export onnx` "
-                        "(default: onnx for such a folder, else torch)")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto (default): onnx for a folder from `pert export onnx`; for a model folder on the CPU "
+                        "at --precision auto, the fastest export beside it (FOLDER-onnx-int8 whose answers "
+                        "`pert export onnx --check` compared with torch, else FOLDER-onnx), else torch")
 
 
 def _run_qa(args: argparse.Namespace) -> None:
@@ -441,21 +442,31 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                                    "`pert qa` / `pert restore` run it with --runtime onnx (onnxruntime).")
     p.add_argument("format", choices=["onnx"], help="target format")
     p.add_argument("model", help="folder fine-tuned for QA (cmrc2018, drcd, squad1, squad2) or wor")
-    p.add_argument("--out", required=True, help="folder to write (must not exist, or be empty)")
+    p.add_argument("--out", help="folder to write (must not exist, or be empty; default: MODEL-onnx or "
+                                 "MODEL-onnx-int8 beside the model, where --runtime auto looks)")
     p.add_argument("--task", choices=["qa", "wor"], default=None,
                    help="what the folder is for (default: from its training record or its heads)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="int8: onnxruntime dynamic quantisation (int8 weights; faster on CPUs, slightly "
                         "different scores)")
+    p.add_argument("--check", metavar="FILE",
+                   help="questions (SQuAD-format JSON) or sentences (.txt/.jsonl) that the export and the torch "
+                        "model both answer (the first 200); the share of equal answers is recorded, and an int8 "
+                        "export runs under --runtime auto only where it is at least 90%%")
 
 
 def _run_export(args: argparse.Namespace) -> None:
     from pert.convert.onnx import export_onnx
+    from pert.runtime import export_beside
 
-    record = export_onnx(args.model, args.out, task=args.task, quantize=args.quantize)
+    out = args.out or export_beside(args.model, args.quantize)
+    record = export_onnx(args.model, out, task=args.task, quantize=args.quantize, check=args.check)
     diff = f"max |logit difference| vs torch on a sample: fp32 {record['max_abs_diff_fp32']:.2g}" + (
         f", int8 {record['max_abs_diff_int8']:.2g}" if "max_abs_diff_int8" in record else "")
-    print(f"exported {record['task']} model ({record['precision']}, opset {record['opset']}) -> {args.out}; {diff}")
+    print(f"exported {record['task']} model ({record['precision']}, opset {record['opset']}) -> {out}; {diff}")
+    if "answer_check" in record:
+        c = record["answer_check"]
+        print(f"answers equal to torch's on {c['identical']} of {c['items']} from {c['data']} ({c['share']:.0%})")
 
 
 # Verbs in the order `pert --help` lists them. To add one: write _add_<verb> and _run_<verb>, list it here.

@@ -61,16 +61,20 @@ class OpenedModel:
 
 def open_model(model: str | Path, *, revision: str | None = None, device: str | None = "auto",
                precision: str | None = "auto", runtime: str | None = "torch", task: str | None = None,
-               require_task: bool = False, auto_precision: str = "recorded") -> OpenedModel:
+               require_task: bool = False, auto_precision: str = "recorded",
+               export: str | None = None) -> OpenedModel:
     """Resolve, check and describe a model; see the module docstring.
 
-    ``runtime``: torch, onnx, or None to pick by folder (``pert.runtime``). ``task``: the task the model is opened
-    for; with ``require_task`` a folder fine-tuned for another (or none) is refused. ``precision`` auto means, with
+    ``runtime``: torch, onnx, or auto (None) to pick by folder (``pert.runtime``): with ``export`` (qa or wor,
+    the kind of ONNX export that can stand in for the model), a torch folder opened for the CPU at precision
+    auto runs the fastest checked export beside it instead (``pert.runtime.checked_export``), and the log says
+    which runtime and precision run. ``task``: the task the model is opened for; with ``require_task`` a folder
+    fine-tuned for another (or none) is refused. ``precision`` auto means, with
     ``auto_precision="recorded"``, the folder's fine-tuning precision (for ``task``, when given) where the device
     runs it well, else fp32; with ``"hardware"``, bf16 where the device has fast bf16, else fp32 (training).
     """
     from pert.hardware import bf16_supported, default_precision, resolve_device, resolve_precision
-    from pert.runtime import resolve_runtime
+    from pert.runtime import checked_export, read_record, resolve_runtime
     from pert.text.tokenizer import load_tokenizer
 
     if precision is not None and precision not in PRECISIONS:
@@ -84,7 +88,14 @@ def open_model(model: str | Path, *, revision: str | None = None, device: str | 
         what = "word-order restoration" if task == "wor" else task
         raise ValueError(f"{model}: not a {what} model ({trained}); fine-tune it first with "
                          f"`pert finetune --task {task}`")
-    runtime = resolve_runtime(path, runtime)
+    asked, runtime = runtime, resolve_runtime(path, runtime)
+    if (export and asked in (None, "auto") and runtime == "torch" and precision in (None, "auto")
+            and resolve_device(device).type == "cpu"):
+        found = checked_export(path, export)
+        if found is not None:
+            log.info("%s: running the ONNX export %s instead (%s)", path, found[0], found[1])
+            path, runtime = found[0], "onnx"
+            path, config, training = open_folder(path)
     if runtime == "onnx":
         if device not in (None, "auto", "cpu") or precision not in (None, "auto", "fp32"):
             raise ValueError("the onnx runtime runs on the CPU at the precision chosen at export "
@@ -107,5 +118,9 @@ def open_model(model: str | Path, *, revision: str | None = None, device: str | 
     if len(tokenizer) > int(config.vocab_size):
         raise ValueError(f"{path}: the tokenizer has {len(tokenizer)} tokens but config.json's vocab_size is "
                          f"{config.vocab_size}; the vocabulary does not belong to this model")
+    if export:
+        shown = read_record(path, export)["precision"] if runtime == "onnx" else chosen
+        log.info("%s runs on %s, %s, %s", path, runtime, dev, shown)
     return OpenedModel(path=path, tokenizer=tokenizer, config=config, training=training, device=dev,
                        precision=chosen, runtime=runtime)
+

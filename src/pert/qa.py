@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from pert.progress import progress as progress_bar
+from pert.runtime import length_batches
 from pert.tasks.mrc_data import MrcExample, read_mrc_file
 from pert.tasks.mrc_features import check_lengths, encode_examples
 from pert.tasks.mrc_postprocess import postprocess
@@ -65,14 +66,16 @@ class QuestionAnswerer:
         ``precision``: ``auto`` (the default: the folder's fine-tuning precision where this device runs it well,
         else fp32), ``fp32`` (exact), ``bf16`` (autocast: faster on GPUs and on CPUs with
         avx512_bf16 or AMX, answers may differ where two spans score almost alike) or ``fp16`` (GPUs).
-        ``runtime``: ``torch``, or ``onnx`` for a folder from ``pert export onnx`` (onnxruntime on the CPU;
-        its precision is the export's); None picks by folder (``pert.runtime``).
+        ``runtime``: ``torch``, ``onnx`` for a folder from ``pert export onnx`` (onnxruntime on the CPU; its
+        precision is the export's), or ``auto``/None: by folder, and on a CPU at precision auto the fastest
+        export checked at export time that sits beside the folder (``pert.runtime.checked_export``).
         """
         from pert.models import open_model
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        opened = open_model(model_dir, revision=revision, device=device, precision=precision, runtime=runtime)
+        opened = open_model(model_dir, revision=revision, device=device, precision=precision, runtime=runtime,
+                            export="qa")
         self.model_dir, self.runtime, self.device = opened.path, opened.runtime, opened.device
         self.tokenizer, self.config, info = opened.tokenizer, opened.config, opened.training
         precision = opened.precision
@@ -114,21 +117,20 @@ class QuestionAnswerer:
                progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Start and end logits (float32, one row per feature, its own length) of every feature.
 
-        Features run in batches of similar length, each padded only to its own longest window; the
+        Features run in batches of similar length (``pert.runtime.length_batches``), each padded only to its own
+        longest window; the
         logits stay on the device until the last batch, then come back in one copy.
         """
         from pert.hardware import autocast
         from pert.tasks.base import pad_features
 
         lengths = np.array([len(f["input_ids"]) for f in features], dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
         width = int(lengths.max()) if len(features) else 0
         out = torch.zeros((2, len(features), width), dtype=torch.float32, device=self.device)
         pad_id = self.tokenizer.pad_token_id
-        batches = range(0, len(order), self.batch_size)
+        batches = [np.array(b) for b in length_batches(lengths.tolist(), self.batch_size)]
         with torch.inference_mode(), autocast(self.device, self.precision):
-            for b in progress_bar(batches, desc="qa", unit="batch", disable=not progress):
-                idx = order[b:b + self.batch_size]
+            for idx in progress_bar(batches, desc="qa", unit="batch", disable=not progress):
                 batch = pad_features([features[i] for i in idx], pad_id, drop=NON_MODEL_KEYS)
                 start, end = self._forward(batch)
                 rows = torch.from_numpy(idx).to(self.device, non_blocking=True)

@@ -1,5 +1,6 @@
 """Where a loaded model runs: ``torch`` (a Hugging Face folder) or ``onnx`` (onnxruntime on a folder
-written by ``pert export onnx``). ``pert qa``, ``pert restore`` and ``pert serve`` choose through here.
+written by ``pert export onnx``). ``pert qa``, ``pert restore`` and ``pert serve`` choose through here; their
+default, ``auto``, runs a checked export that sits beside the model folder on the CPU (``checked_export``).
 
 onnxruntime runs on the CPU with ``intra_op_num_threads`` = torch's thread count (the physical cores, or
 ``OMP_NUM_THREADS``), one inter-op thread, sequential execution and all graph optimisations.
@@ -7,33 +8,103 @@ onnxruntime runs on the CPU with ``intra_op_num_threads`` = torch's thread count
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-RUNTIMES = ("torch", "onnx")
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "torch", "onnx")
 RECORD = "pert_onnx.json"
+LENGTH_SPREAD = 1.25  # a batch's longest input is at most this many times its shortest (real tokens)
+
+
+def length_batches(lengths: Sequence[int], max_items: int, spread: float = LENGTH_SPREAD) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of similar length, shortest first: a batch ends at ``max_items`` or
+    before an input longer than ``spread`` times the batch's shortest. Each batch is padded only to its
+    longest, so mixed requests (a short question beside a 384-token window) waste no compute on padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < max_items and lengths[i] <= spread * max(1, lengths[batches[-1][0]]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+CHECK_SHARE = 0.9  # an int8 export runs by itself only where this share of its checked answers equal torch's
 
 
 def is_onnx_export(model_dir: str | Path) -> bool:
     return (Path(model_dir) / RECORD).is_file()
 
 
+def export_beside(model_dir: str | Path, quantize: str | None = None) -> Path:
+    """Where ``pert export onnx`` writes by default and ``--runtime auto`` looks: ``<folder>-onnx`` and
+    ``<folder>-onnx-int8`` next to the model folder."""
+    model_dir = Path(model_dir)
+    return model_dir.with_name(model_dir.name + ("-onnx-int8" if quantize else "-onnx"))
+
+
+def weights_fingerprint(model_dir: str | Path) -> str:
+    """sha256 of the folder's weight files: an export names the weights it was made from, so a model
+    fine-tuned again into the same folder does not run on a stale export."""
+    from pert.convert.weights import weight_files
+
+    digest = hashlib.sha256()
+    for file in weight_files(model_dir):
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checked_export(model_dir: str | Path, task: str) -> tuple[Path, str] | None:
+    """The fastest export beside ``model_dir`` whose answers were checked at export time, with the reason it
+    qualifies; None when there is none. int8 first (about twice fp32's speed, benchmarks/README.md) where
+    ``pert export onnx --check`` found at least ``CHECK_SHARE`` of its answers equal to torch's, then fp32
+    (checked against torch's logits on every export)."""
+    fingerprint = None
+    for quantize in ("int8", None):
+        folder = export_beside(model_dir, quantize)
+        try:
+            record = read_record(folder, task)
+        except (OSError, ValueError):
+            continue
+        fingerprint = fingerprint or weights_fingerprint(model_dir)
+        if record.get("source_weights_sha256") != fingerprint:
+            log.info("%s: exported from other weights than %s's; not used", folder, Path(model_dir).name)
+            continue
+        check = record.get("answer_check") or {}
+        if quantize and not check.get("share", 0.0) >= CHECK_SHARE:
+            log.info("%s: int8 answers not checked against torch (export with --check FILE); not used", folder)
+            continue
+        why = (f"{check['identical']} of {check['items']} answers equal torch's at export" if check else
+               f"logits within {record.get('max_abs_diff_fp32', 0):.1g} of torch's at export")
+        return folder, why
+    return None
+
+
 def resolve_runtime(model_dir: str | Path, runtime: str | None) -> str:
-    """``runtime``, or when None the one the folder needs (onnx for an export, else torch); a folder that
-    does not fit the runtime asked for is an error naming what to do."""
+    """``runtime`` (torch or onnx) checked against the folder, or for ``auto``/None the one the folder
+    needs (onnx for an export, else torch; ``pert.models.open_model`` looks for a checked export beside a
+    torch folder); a folder that does not fit the runtime asked for is an error naming what to do."""
     if runtime not in (None, *RUNTIMES):
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     exported = is_onnx_export(model_dir)
-    if runtime is None:
+    if runtime in (None, "auto"):
         return "onnx" if exported else "torch"
     if runtime == "onnx" and not exported:
         if not Path(model_dir).is_dir():
             raise FileNotFoundError(f"{model_dir}: no such model folder")
         raise ValueError(f"{model_dir}: not an ONNX export (no {RECORD}); make one with "
-                         f"`pert export onnx {model_dir} --out DIR` and pass DIR")
+                         f"`pert export onnx {model_dir}` and pass {export_beside(model_dir).name}")
     if runtime == "torch" and exported:
         raise ValueError(f"{model_dir}: an ONNX export holds no torch weights; use --runtime onnx, or the "
                          "folder it was exported from")

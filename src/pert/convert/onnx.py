@@ -1,7 +1,7 @@
 """Export a fine-tuned QA or word-order-restoration folder to ONNX, optionally int8: ``pert export onnx``.
 
-    pert export onnx runs/squad/seed-1/best --out squad-onnx --quantize int8
-    pert qa --model squad-onnx --runtime onnx --context "..." --question "..."
+    pert export onnx runs/squad/seed-1/best --quantize int8 --check dev.json   # -> runs/squad/seed-1/best-onnx-int8
+    pert qa --model runs/squad/seed-1/best --context "..." --question "..."    # runs the checked int8 export
 
 The graph comes from torch's TorchScript exporter (``torch.onnx.export(dynamo=False)``, the model's attention
 written out as matmuls and a softmax) with dynamic batch and sequence axes, then onnxruntime's BERT optimiser
@@ -10,12 +10,16 @@ fuses it: one ``Attention`` node per layer, ``SkipLayerNormalization``, ``EmbedL
 Optimum was not used: its ONNX exporter
 (``optimum-onnx`` 0.1) requires transformers < 4.58, and pert runs on transformers 5. int8 is
 onnxruntime's dynamic quantisation (``quantize_dynamic``: int8 weights, activations quantised per batch
-at run time), which needs no calibration data.
+at run time), which needs no calibration data; static quantisation calibrated on training windows was
+measured beside it and lost (benchmarks/README.md), so it is not offered.
 
 The output folder holds ``model.onnx``, the tokenizer, ``config.json``, the source's
 ``pert_training.json`` (QA window settings) and ``pert_onnx.json``: what was exported, from where, with
-which versions, and the largest difference from the torch model measured on a sample batch. The fp32
-export must match torch within ``FP32_TOLERANCE`` or nothing is written.
+which versions, from which weights (sha256), the largest difference from the torch model measured on a
+sample batch and, with ``--check FILE``, how many of the file's answers equal the torch model's. The fp32
+export must match torch within ``FP32_TOLERANCE`` or nothing is written. ``--runtime auto`` (the default
+of `pert qa`, `pert restore` and `pert serve`) runs the export beside a folder when it is current and checked
+(``pert.runtime.checked_export``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ TASKS = {"qa": (("input_ids", "attention_mask", "token_type_ids"), ("start_logit
 QA_TASKS = ("cmrc2018", "drcd", "squad1", "squad2")
 FP32_TOLERANCE = 1e-3  # largest |onnx - torch| logit allowed for an fp32 export (float32 noise is ~1e-5)
 OPSET = 17
+CHECK_ITEMS = 200  # questions or sentences answered by both runtimes with --check
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
              "FastGelu", "LayerNormalization", "MatMul")
 
@@ -145,9 +150,35 @@ def max_difference(a: list[np.ndarray], b: list[np.ndarray], mask: np.ndarray) -
     return worst
 
 
-def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
-                quantize: str | None = None) -> dict[str, Any]:
-    """Export ``model_dir`` to the folder ``out`` (which must not exist or be empty); returns the record."""
+def check_answers(model_dir: Path, export_dir: Path, task: str, data: str | Path) -> dict[str, Any]:
+    """Answers of the torch model (fp32) and of the export to the first ``CHECK_ITEMS`` questions (a
+    SQuAD-format file) or sentences (.txt or .jsonl) of ``data``, through `pert qa` / `pert restore`."""
+    if task == "qa":
+        from pert.qa import QuestionAnswerer
+        from pert.tasks.mrc_data import read_mrc_file
+
+        examples = read_mrc_file(data)[0][:CHECK_ITEMS]
+        answers = [[p.text for p in QuestionAnswerer(folder, precision=precision, runtime=runtime).predict(examples)]
+                   for folder, precision, runtime in ((model_dir, "fp32", "torch"), (export_dir, "auto", "onnx"))]
+    else:
+        from pert.wor.restore import Restorer, read_sentences
+
+        examples = read_sentences(Path(data))[0][:CHECK_ITEMS]
+        answers = [[r.text for r in Restorer(folder, precision=precision, runtime=runtime).restore(examples)]
+                   for folder, precision, runtime in ((model_dir, "fp32", "torch"), (export_dir, "auto", "onnx"))]
+    if not examples:
+        what = "questions" if task == "qa" else "sentences"
+        raise ValueError(f"{data}: nothing to check the export on (no {what})")
+    identical = sum(a == b for a, b in zip(*answers, strict=True))
+    return {"data": Path(data).name, "items": len(examples), "identical": identical,
+            "share": identical / len(examples)}
+
+
+def export_onnx(model_dir: str | Path, out: str | Path | None = None, task: str | None = None,
+                quantize: str | None = None, check: str | Path | None = None) -> dict[str, Any]:
+    """Export ``model_dir`` to the folder ``out`` (which must not exist or be empty; default: beside the model,
+    ``pert.runtime.export_beside``); returns the record. ``check``: a task file whose answers the export and
+    the torch model give, compared in the record (what lets ``--runtime auto`` choose an int8 export)."""
     try:
         import onnxruntime
         from onnxruntime.transformers import optimizer
@@ -155,11 +186,14 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
         raise ValueError(f"pert export onnx needs {e.name}: pip install 'pert[onnx]'") from e
 
     from pert.models import open_model
-    from pert.runtime import onnx_session
+    from pert.runtime import export_beside, onnx_session, weights_fingerprint
 
-    model_dir, out = Path(model_dir), Path(out)
+    model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no such model folder")
+    out = Path(out) if out else export_beside(model_dir, quantize)
+    if check is not None and not Path(check).is_file():
+        raise FileNotFoundError(f"{check}: no such file to check the export on")
     opened = open_model(model_dir, device="cpu", precision="fp32", runtime="torch")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out}: already exists and is not empty; remove it or choose another --out")
@@ -174,7 +208,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
     config = graph.model.config
     max_len = int(config.max_position_embeddings)
     trace = sample_inputs(tokenizer, task, batch=2, length=16)
-    check = sample_inputs(tokenizer, task, batch=3, length=min(40, max_len))  # other shapes than the trace
+    probe = sample_inputs(tokenizer, task, batch=3, length=min(40, max_len))  # other shapes than the trace
 
     tmp = out.with_name(out.name + ".tmp-export")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -193,16 +227,16 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
         fused_model.save_model_to_file(str(tmp / MODEL_FILE))
         traced.unlink()
         fused = fused_nodes(tmp / MODEL_FILE)
-        expected = _torch_outputs(graph, check)
-        fp32_diff = max_difference(expected, onnx_session(tmp / MODEL_FILE).run(None, check),
-                                   check["attention_mask"])
+        expected = _torch_outputs(graph, probe)
+        fp32_diff = max_difference(expected, onnx_session(tmp / MODEL_FILE).run(None, probe),
+                                   probe["attention_mask"])
         if not fp32_diff <= FP32_TOLERANCE:
             raise ValueError(f"{model_dir}: the exported graph differs from the torch model by {fp32_diff:.3g} "
                              f"(more than {FP32_TOLERANCE}); nothing written")
         record: dict[str, Any] = {
             "format": "pert-onnx", "version": 1, "task": task, "model_file": MODEL_FILE,
             "precision": "int8" if quantize else "fp32", "inputs": list(inputs), "outputs": list(outputs),
-            "source": str(model_dir),
+            "source": str(model_dir), "source_weights_sha256": weights_fingerprint(model_dir),
             "exporter": "torch.onnx.export(dynamo=False), eager attention; onnxruntime.transformers optimizer (bert)",
             "fused_nodes": fused, "opset": _opset(tmp / MODEL_FILE), "max_abs_diff_fp32": fp32_diff,
             "versions": {"torch": torch.__version__, "onnx": version("onnx"),
@@ -226,7 +260,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
             record["fused_nodes_int8"] = fused_nodes(tmp / MODEL_FILE) | {
                 "QAttention": _count(tmp / MODEL_FILE, "QAttention")}
             record["max_abs_diff_int8"] = max_difference(
-                expected, onnx_session(tmp / MODEL_FILE).run(None, check), check["attention_mask"])
+                expected, onnx_session(tmp / MODEL_FILE).run(None, probe), probe["attention_mask"])
         from pert.text.tokenizer import save_tokenizer
 
         save_tokenizer(tokenizer, tmp, model_max_length=max_len)
@@ -235,6 +269,9 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
             if (model_dir / name).is_file():
                 shutil.copyfile(model_dir / name, tmp / name)
         (tmp / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if check is not None:
+            record["answer_check"] = check_answers(model_dir, tmp, task, check)
+            (tmp / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

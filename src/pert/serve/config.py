@@ -18,8 +18,10 @@ class ServeConfig:
     port: int = field(8000, help="TCP port")
     device: str = field("auto", help=DEVICE_HELP)
     precision: str = field("auto", choices=PRECISIONS, help=PRECISION_HELP)
-    runtime: str | None = field(None, help="qa and wor models: torch, or onnx for folders from `pert export onnx` "
-                                "(default: by folder); the PerLM panel always runs torch")
+    runtime: str = field("auto", choices=("auto", "torch", "onnx"),
+                         help="qa and wor models: auto (a checked export beside the folder on the CPU, "
+                         "see `pert qa --help`), torch, or onnx for folders from `pert export onnx`; the PerLM "
+                         "panel always runs torch")
     max_batch: int = field(32, help="most questions/sentences in one model call (1: no batching across requests)")
     batch_wait_ms: float = field(5.0, help="how long the first request of a batch waits for others (ms)")
     max_items: int = field(64, help="most questions or sentences in one request (beyond: 413)")
@@ -43,4 +45,4 @@ class ServeConfig:
         for name in ("max_batch", "max_items", "max_chars", "max_body_bytes", "max_connections"):
             check(getattr(self, name) >= 1, name, "must be at least 1")
         check(self.batch_wait_ms >= 0, "batch_wait_ms", "must be >= 0")
-        check(self.runtime in (None, "torch", "onnx"), "runtime", "must be torch or onnx")
+        check(self.runtime in ("auto", "torch", "onnx"), "runtime", "must be auto, torch or onnx")

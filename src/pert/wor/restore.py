@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from pert.runtime import length_batches
 from pert.wor.decode import decode_batch, moved_input_spans, moved_spans, render
 
 log = logging.getLogger(__name__)
@@ -45,14 +46,15 @@ class Restorer:
         Unset ``max_seq_len`` and ``precision`` come from the folder's record of its fine-tuning.
         ``precision``: auto (the record's, where the device runs it well, else fp32),
         fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
-        between two orders may then fall the other way). ``runtime``: ``torch``, or ``onnx`` for a folder
-        from ``pert export onnx`` (CPU, the export's precision); None picks by folder (``pert.runtime``)."""
+        between two orders may then fall the other way). ``runtime``: ``torch``, ``onnx`` for a folder
+        from ``pert export onnx`` (CPU, the export's precision), or ``auto``/None: by folder, and on a CPU at
+        precision auto a checked export beside the folder (``pert.runtime.checked_export``)."""
         from pert.models import open_model
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         opened = open_model(model_dir, revision=revision, device=device, precision=precision, runtime=runtime,
-                            task="wor", require_task=True)
+                            task="wor", require_task=True, export="wor")
         self.model_dir, self.runtime, self.device = opened.path, opened.runtime, opened.device
         self.tokenizer, info, precision = opened.tokenizer, opened.training, opened.precision
         self.model = opened.pretraining_model("perlm") if self.runtime == "torch" else None
@@ -66,7 +68,7 @@ class Restorer:
     def restore(self, texts: Sequence[str]) -> list[Restoration]:
         """Restorations of ``texts``, in order. Tokens past ``max_seq_len - 2`` are kept where they are.
 
-        Texts run in batches of similar length (each padded only to its longest), then go back to input order.
+        Texts run in batches of similar length (``pert.runtime.length_batches``), then go back to input order.
         """
         from pert.hardware import autocast
 
@@ -82,10 +84,8 @@ class Restorer:
         if any(len(x) > keep for x in enc["input_ids"]):
             log.warning("texts over %d tokens: only their first %d tokens are restored", keep, keep)
         ids = [x[:keep] for x in enc["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out: list[Restoration | None] = [None] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+        for batch in length_batches([len(x) for x in ids], self.batch_size):
             width = max(len(ids[i]) for i in batch) + 2
             input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -115,7 +115,7 @@ def restore(model_dir: str | Path, texts: Sequence[str], return_moves: bool = Fa
     return results if return_moves else [r.text for r in results]
 
 
-def _read_inputs(path: Path) -> tuple[list[str], list[str | None], bool]:
+def read_sentences(path: Path) -> tuple[list[str], list[str | None], bool]:
     """(texts, originals or None, is_jsonl) of a .txt (one sentence a line) or .jsonl file."""
     import json
 
@@ -160,7 +160,7 @@ def restore_file(model_dir: str | Path, input_path: str | Path, output_path: str
 
     from pert.metrics.wor import wor_scores
 
-    texts, originals, jsonl = _read_inputs(Path(input_path))
+    texts, originals, jsonl = read_sentences(Path(input_path))
     restorer = Restorer(model_dir, **kwargs)
     results = restorer.restore(texts)
     out = Path(output_path)
