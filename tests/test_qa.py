@@ -41,4 +41,6 @@ def test_length_batches_group_similar_lengths() -> None:
     assert length_batches(lengths, 2) == [[1, 5], [2], [0, 4], [3]]
     assert length_batches(lengths, 8) == [[1, 5, 2], [0, 4], [3]]
     assert length_batches([], 4) == []
+    # a padded-token budget (items x longest): 2 x 35 = 70 fits 80, a third would make 105
+    assert length_batches(lengths, 8, max_tokens=80) == [[1, 5], [2], [0], [4], [3]]
     assert sorted(i for b in length_batches(lengths * 5, 3) for i in b) == list(range(30))

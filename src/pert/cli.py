@@ -357,8 +357,8 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto (default): onnx for a folder from `pert export onnx`; for a model folder on the CPU "
-                        "at --precision auto, the fastest export beside it (FOLDER-onnx-int8 whose answers "
-                        "`pert export onnx --check` compared with torch, else FOLDER-onnx), else torch")
+                        "at --precision auto, its int8 export FOLDER-onnx-int8 when made from the current weights "
+                        "and `pert export onnx --check` found >= 90%% of its answers equal to torch's; else torch")
 
 
 def _run_qa(args: argparse.Namespace) -> None:

@@ -67,7 +67,7 @@ def open_model(model: str | Path, *, revision: str | None = None, device: str | 
 
     ``runtime``: torch, onnx, or auto (None) to pick by folder (``pert.runtime``): with ``export`` (qa or wor,
     the kind of ONNX export that can stand in for the model), a torch folder opened for the CPU at precision
-    auto runs the fastest checked export beside it instead (``pert.runtime.checked_export``), and the log says
+    auto runs the checked int8 export beside it instead (``pert.runtime.checked_export``), and the log says
     which runtime and precision run. ``task``: the task the model is opened for; with ``require_task`` a folder
     fine-tuned for another (or none) is refused. ``precision`` auto means, with
     ``auto_precision="recorded"``, the folder's fine-tuning precision (for ``task``, when given) where the device

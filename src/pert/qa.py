@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pert.progress import progress as progress_bar
-from pert.runtime import length_batches
+from pert.runtime import batch_tokens, length_batches
 from pert.tasks.mrc_data import MrcExample, read_mrc_file
 from pert.tasks.mrc_features import check_lengths, encode_examples
 from pert.tasks.mrc_postprocess import postprocess
@@ -67,8 +67,8 @@ class QuestionAnswerer:
         else fp32), ``fp32`` (exact), ``bf16`` (autocast: faster on GPUs and on CPUs with
         avx512_bf16 or AMX, answers may differ where two spans score almost alike) or ``fp16`` (GPUs).
         ``runtime``: ``torch``, ``onnx`` for a folder from ``pert export onnx`` (onnxruntime on the CPU; its
-        precision is the export's), or ``auto``/None: by folder, and on a CPU at precision auto the fastest
-        export checked at export time that sits beside the folder (``pert.runtime.checked_export``).
+        precision is the export's), or ``auto``/None: by folder, and on a CPU at precision auto the int8
+        export beside the folder when its answers were checked at export time (``pert.runtime.checked_export``).
         """
         from pert.models import open_model
 
@@ -128,7 +128,8 @@ class QuestionAnswerer:
         width = int(lengths.max()) if len(features) else 0
         out = torch.zeros((2, len(features), width), dtype=torch.float32, device=self.device)
         pad_id = self.tokenizer.pad_token_id
-        batches = [np.array(b) for b in length_batches(lengths.tolist(), self.batch_size)]
+        budget = batch_tokens(self.runtime, self.device)
+        batches = [np.array(b) for b in length_batches(lengths.tolist(), self.batch_size, max_tokens=budget)]
         with torch.inference_mode(), autocast(self.device, self.precision):
             for idx in progress_bar(batches, desc="qa", unit="batch", disable=not progress):
                 batch = pad_features([features[i] for i in idx], pad_id, drop=NON_MODEL_KEYS)

@@ -1,6 +1,6 @@
 """Where a loaded model runs: ``torch`` (a Hugging Face folder) or ``onnx`` (onnxruntime on a folder
 written by ``pert export onnx``). ``pert qa``, ``pert restore`` and ``pert serve`` choose through here; their
-default, ``auto``, runs a checked export that sits beside the model folder on the CPU (``checked_export``).
+default, ``auto``, runs a checked int8 export that sits beside the model folder on the CPU (``checked_export``).
 
 onnxruntime runs on the CPU with ``intra_op_num_threads`` = torch's thread count (the physical cores, or
 ``OMP_NUM_THREADS``), one inter-op thread, sequential execution and all graph optimisations.
@@ -22,20 +22,32 @@ log = logging.getLogger(__name__)
 RUNTIMES = ("auto", "torch", "onnx")
 RECORD = "pert_onnx.json"
 LENGTH_SPREAD = 1.25  # a batch's longest input is at most this many times its shortest (real tokens)
+# Padded tokens per model call on a CPU: onnxruntime is fastest with small calls (its activations stay in cache),
+# torch with medium ones (measured on MiniLM-L6 readers, 2 threads: benchmarks/README.md, "Batch size")
+CPU_BATCH_TOKENS = {"onnx": 512, "torch": 2048}
 
 
-def length_batches(lengths: Sequence[int], max_items: int, spread: float = LENGTH_SPREAD) -> list[list[int]]:
-    """Indices of ``lengths`` in batches of similar length, shortest first: a batch ends at ``max_items`` or
-    before an input longer than ``spread`` times the batch's shortest. Each batch is padded only to its
-    longest, so mixed requests (a short question beside a 384-token window) waste no compute on padding."""
+def length_batches(lengths: Sequence[int], max_items: int, spread: float = LENGTH_SPREAD,
+                   max_tokens: int | None = None) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of similar length, shortest first: a batch ends at ``max_items``, before
+    an input longer than ``spread`` times the batch's shortest, or (``max_tokens``) before its padded size
+    (items x longest) would pass ``max_tokens``. Each batch is padded only to its longest, so mixed requests
+    (a short question beside a 384-token window) waste no compute on padding."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     for i in order:
-        if batches and len(batches[-1]) < max_items and lengths[i] <= spread * max(1, lengths[batches[-1][0]]):
-            batches[-1].append(i)
+        last = batches[-1] if batches else None
+        if (last and len(last) < max_items and lengths[i] <= spread * max(1, lengths[last[0]])
+                and (max_tokens is None or (len(last) + 1) * lengths[i] <= max_tokens)):
+            last.append(i)
         else:
             batches.append([i])
     return batches
+
+
+def batch_tokens(runtime: str, device: Any) -> int | None:
+    """The padded-token budget of one model call: ``CPU_BATCH_TOKENS`` on a CPU, none on an accelerator."""
+    return CPU_BATCH_TOKENS[runtime] if str(device) == "cpu" else None
 
 
 CHECK_SHARE = 0.9  # an int8 export runs by itself only where this share of its checked answers equal torch's
@@ -66,29 +78,25 @@ def weights_fingerprint(model_dir: str | Path) -> str:
 
 
 def checked_export(model_dir: str | Path, task: str) -> tuple[Path, str] | None:
-    """The fastest export beside ``model_dir`` whose answers were checked at export time, with the reason it
-    qualifies; None when there is none. int8 first (about twice fp32's speed, benchmarks/README.md) where
-    ``pert export onnx --check`` found at least ``CHECK_SHARE`` of its answers equal to torch's, then fp32
-    (checked against torch's logits on every export)."""
-    fingerprint = None
-    for quantize in ("int8", None):
-        folder = export_beside(model_dir, quantize)
-        try:
-            record = read_record(folder, task)
-        except (OSError, ValueError):
-            continue
-        fingerprint = fingerprint or weights_fingerprint(model_dir)
-        if record.get("source_weights_sha256") != fingerprint:
-            log.info("%s: exported from other weights than %s's; not used", folder, Path(model_dir).name)
-            continue
-        check = record.get("answer_check") or {}
-        if quantize and not check.get("share", 0.0) >= CHECK_SHARE:
-            log.info("%s: int8 answers not checked against torch (export with --check FILE); not used", folder)
-            continue
-        why = (f"{check['identical']} of {check['items']} answers equal torch's at export" if check else
-               f"logits within {record.get('max_abs_diff_fp32', 0):.1g} of torch's at export")
-        return folder, why
-    return None
+    """The int8 export beside ``model_dir`` (``FOLDER-onnx-int8``) when it was made from the folder's current
+    weights and ``pert export onnx --check`` found at least ``CHECK_SHARE`` of its answers equal to torch's, with
+    that finding; else None. Only int8: the fp32 export runs at torch fp32's speed (benchmarks/README.md), so it
+    runs where it is asked for (``--model FOLDER-onnx`` or ``--runtime onnx``), not by itself."""
+    folder = export_beside(model_dir, "int8")
+    try:
+        record = read_record(folder, task)
+    except (OSError, ValueError):
+        return None
+    if record.get("source_weights_sha256") != weights_fingerprint(model_dir):
+        log.info("%s: exported from other weights than %s's; not used", folder, Path(model_dir).name)
+        return None
+    check = record.get("answer_check") or {}
+    if not check.get("share", 0.0) >= CHECK_SHARE:
+        found = f"{check['identical']} of {check['items']} answers equal torch's" if check else "answers not checked"
+        log.info("%s: %s (at least %.0f%% wanted: `pert export onnx --check FILE`); not used", folder, found,
+                 100 * CHECK_SHARE)
+        return None
+    return folder, f"{check['identical']} of {check['items']} answers equal torch's at export"
 
 
 def resolve_runtime(model_dir: str | Path, runtime: str | None) -> str:

@@ -19,7 +19,7 @@ class ServeConfig:
     device: str = field("auto", help=DEVICE_HELP)
     precision: str = field("auto", choices=PRECISIONS, help=PRECISION_HELP)
     runtime: str = field("auto", choices=("auto", "torch", "onnx"),
-                         help="qa and wor models: auto (a checked export beside the folder on the CPU, "
+                         help="qa and wor models: auto (a checked int8 export beside the folder on the CPU, "
                          "see `pert qa --help`), torch, or onnx for folders from `pert export onnx`; the PerLM "
                          "panel always runs torch")
     max_batch: int = field(32, help="most questions/sentences in one model call (1: no batching across requests)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from pert.runtime import length_batches
+from pert.runtime import batch_tokens, length_batches
 from pert.wor.decode import decode_batch, moved_input_spans, moved_spans, render
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Restorer:
         fp32 (exact), or bf16/fp16 autocast (faster where the hardware has it; a near tie
         between two orders may then fall the other way). ``runtime``: ``torch``, ``onnx`` for a folder
         from ``pert export onnx`` (CPU, the export's precision), or ``auto``/None: by folder, and on a CPU at
-        precision auto a checked export beside the folder (``pert.runtime.checked_export``)."""
+        precision auto a checked int8 export beside the folder (``pert.runtime.checked_export``)."""
         from pert.models import open_model
 
         if batch_size < 1:
@@ -85,7 +85,8 @@ class Restorer:
             log.warning("texts over %d tokens: only their first %d tokens are restored", keep, keep)
         ids = [x[:keep] for x in enc["input_ids"]]
         out: list[Restoration | None] = [None] * len(texts)
-        for batch in length_batches([len(x) for x in ids], self.batch_size):
+        budget = batch_tokens(self.runtime, self.device)
+        for batch in length_batches([len(x) + 2 for x in ids], self.batch_size, max_tokens=budget):
             width = max(len(ids[i]) for i in batch) + 2
             input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
