@@ -123,4 +123,3 @@ def open_model(model: str | Path, *, revision: str | None = None, device: str | 
         log.info("%s runs on %s, %s, %s", path, runtime, dev, shown)
     return OpenedModel(path=path, tokenizer=tokenizer, config=config, training=training, device=dev,
                        precision=chosen, runtime=runtime)
-
