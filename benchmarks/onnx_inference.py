@@ -3,11 +3,11 @@
     nice .venv/bin/python benchmarks/onnx_inference.py            # builds the models once (cached), then measures
     nice .venv/bin/python benchmarks/onnx_inference.py --squad-questions 300 --cmrc-questions 100   # shorter
 
-For each dataset, the same model answers the same questions four ways through
-``pert.qa.QuestionAnswerer`` (what `pert qa --input` runs): torch fp32, torch bf16 autocast, and the folders
-``pert export onnx`` writes, fp32 and ``--quantize int8`` (dynamic: int8 weights, activations quantised at
-run time), with ``--runtime onnx``, and the fused graph quantised statically (activation ranges calibrated
-on 256 training windows), the alternative the CPU-runtime issue asked to measure. Printed: questions/s
+For each dataset, the same model answers the same questions six ways through
+``pert.qa.QuestionAnswerer`` (what `pert qa --input` runs): torch fp32, torch bf16 autocast, and on onnxruntime
+the folders ``pert export onnx`` writes, fp32 and ``--quantize int8`` (dynamic: int8 weights, activations
+quantised at run time), the int8 graph with the feed-forward output projections left in fp32, and the fused
+graph quantised statically (activation ranges calibrated on 256 training windows). Printed: questions/s
 (strings to answers: tokenising, windows, model, decoding; after a warm-up; loading excluded), the ratio to
 torch fp32, the official EM/F1 and their change against torch fp32, and how many answers equal torch fp32's.
 

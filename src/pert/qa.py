@@ -118,8 +118,7 @@ class QuestionAnswerer:
         """Start and end logits (float32, one row per feature, its own length) of every feature.
 
         Features run in batches of similar length (``pert.runtime.length_batches``), each padded only to its own
-        longest window; the
-        logits stay on the device until the last batch, then come back in one copy.
+        longest window; the logits stay on the device until the last batch, then come back in one copy.
         """
         from pert.hardware import autocast
         from pert.tasks.base import pad_features

@@ -158,26 +158,29 @@ def check_answers(model_dir: Path, export_dir: Path, task: str, data: str | Path
         from pert.tasks.mrc_data import read_mrc_file
 
         examples = read_mrc_file(data)[0][:CHECK_ITEMS]
-        answers = [[p.text for p in QuestionAnswerer(folder, precision=precision, runtime=runtime).predict(examples)]
-                   for folder, precision, runtime in ((model_dir, "fp32", "torch"), (export_dir, "auto", "onnx"))]
+
+        def answer(folder: Path, **how: str) -> list[str]:
+            return [p.text for p in QuestionAnswerer(folder, **how).predict(examples)]
     else:
         from pert.wor.restore import Restorer, read_sentences
 
         examples = read_sentences(Path(data))[0][:CHECK_ITEMS]
-        answers = [[r.text for r in Restorer(folder, precision=precision, runtime=runtime).restore(examples)]
-                   for folder, precision, runtime in ((model_dir, "fp32", "torch"), (export_dir, "auto", "onnx"))]
+
+        def answer(folder: Path, **how: str) -> list[str]:
+            return [r.text for r in Restorer(folder, **how).restore(examples)]
     if not examples:
         what = "questions" if task == "qa" else "sentences"
         raise ValueError(f"{data}: nothing to check the export on (no {what})")
-    identical = sum(a == b for a, b in zip(*answers, strict=True))
+    expected, got = answer(model_dir, precision="fp32", runtime="torch"), answer(export_dir, runtime="onnx")
+    identical = sum(a == b for a, b in zip(expected, got, strict=True))
     return {"data": Path(data).name, "items": len(examples), "identical": identical,
             "share": identical / len(examples)}
 
 
-def export_onnx(model_dir: str | Path, out: str | Path | None = None, task: str | None = None,
+def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
                 quantize: str | None = None, check: str | Path | None = None) -> dict[str, Any]:
-    """Export ``model_dir`` to the folder ``out`` (which must not exist or be empty; default: beside the model,
-    ``pert.runtime.export_beside``); returns the record. ``check``: a task file whose answers the export and
+    """Export ``model_dir`` to the folder ``out`` (which must not exist or be empty; `pert export onnx` defaults it
+    to ``pert.runtime.export_beside``); returns the record. ``check``: a task file whose answers the export and
     the torch model give, compared in the record (what lets ``--runtime auto`` choose an int8 export)."""
     try:
         import onnxruntime
@@ -186,12 +189,11 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, task: str 
         raise ValueError(f"pert export onnx needs {e.name}: pip install 'pert[onnx]'") from e
 
     from pert.models import open_model
-    from pert.runtime import export_beside, onnx_session, weights_fingerprint
+    from pert.runtime import onnx_session, weights_fingerprint
 
-    model_dir = Path(model_dir)
+    model_dir, out = Path(model_dir), Path(out)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no such model folder")
-    out = Path(out) if out else export_beside(model_dir, quantize)
     if check is not None and not Path(check).is_file():
         raise FileNotFoundError(f"{check}: no such file to check the export on")
     opened = open_model(model_dir, device="cpu", precision="fp32", runtime="torch")
