@@ -87,13 +87,21 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     assert 0 < json.loads((work / "early" / "pretrain" / "perlm" / "summary.json").read_text())["steps"] < 12
     assert _run_pretrain(cfg, work / "early", "perlm")["summary"]["steps"] == 12
 
-    # a re-run skips every finished cell; a lost record runs that cell (and only it) again
+    # a re-run skips every finished cell; a lost record runs that cell (and only it) again; --cells picks which
     before = {f.name: f.read_text() for f in (out / "records").glob("*.json")}
     (out / "records" / "finetune__mlm__chnsenticorp__seed-1.json").unlink()
+    (out / "records" / "finetune__perlm__chnsenticorp__seed-1.json").unlink()
     capsys.readouterr()
-    assert main(["study", "run", str(study_yaml), "--out", str(out), "--work", str(work)]) == 0
+    run = ["study", "run", str(study_yaml), "--out", str(out), "--work", str(work)]
+    assert main([*run, "--cells", "finetune/mlm/*", "data"]) == 0
     err = capsys.readouterr().err
-    assert "finetune/mlm/chnsenticorp/seed-1: 4 of 5 cells done" in err and "pretrain/perlm:" not in err
+    assert "finetune/mlm/chnsenticorp/seed-1: 3 of 5 cells done" in err and "pretrain/perlm:" not in err
+    assert "finetune/perlm" not in err and "all 2 matching cells done (1 others left)" in err
+    assert not (out / "records" / "finetune__perlm__chnsenticorp__seed-1.json").exists()
+    assert main([*run, "--cells", "finetune/bert/*"]) == 2
+    assert "--cells finetune/bert/*: no cell of study" in capsys.readouterr().err
+    (out / "records" / "finetune__perlm__chnsenticorp__seed-1.json").write_text(
+        before["finetune__perlm__chnsenticorp__seed-1.json"])
     after = {f.name: f.read_text() for f in (out / "records").glob("*.json")}
     assert {k: v for k, v in after.items() if "mlm__chnsenticorp" not in k} == \
            {k: v for k, v in before.items() if "mlm__chnsenticorp" not in k}

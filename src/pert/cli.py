@@ -418,6 +418,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     run.add_argument("config", help="study YAML (e.g. configs/study/perlm-vs-mlm.yaml)")
     run.add_argument("--out", required=True, help="folder for the records and the report's figures (small)")
     run.add_argument("--work", help="folder for data, checkpoints and models (large; default: OUT/work)")
+    run.add_argument("--cells", nargs="+", default=[], metavar="PATTERN",
+                     help="run only the cells whose id matches one of these shell patterns, e.g. "
+                          "'finetune/perlm/*' or '*/seed-1' (default: every cell)")
     rep = actions.add_parser("report", help="write the report from the records alone")
     rep.add_argument("out", help="the study's --out folder")
     rep.add_argument("--md", help="Markdown file to write (default: OUT.md beside the folder)")
@@ -429,7 +432,7 @@ def _run_study(args: argparse.Namespace) -> None:
 
     if args.action == "run":
         cfg = build_config(StudyConfig, args.config)
-        run_study(cfg, args.out, args.work or f"{args.out}/work", source=args.config)
+        run_study(cfg, args.out, args.work or f"{args.out}/work", source=args.config, cells=args.cells)
         print(f"study records in {args.out}/records; report: pert study report {args.out}")
     else:
         print(f"wrote {write_report(args.out, args.md)}")

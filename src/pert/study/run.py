@@ -19,8 +19,10 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -256,8 +258,10 @@ def _cell_lock(work: Path, cell: Cell) -> Path:
 
 
 def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str | None = None,
-              poll_s: float = 30.0) -> dict[str, dict[str, Any]]:
+              poll_s: float = 30.0, cells: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Run every cell that has no record yet; returns all records. ``source``: the config file, for the report.
+    ``cells``: shell-style patterns over cell ids (``finetune/perlm/*``); a worker given some runs only the
+    matching cells (a model a matching cell needs is rebuilt all the same) and stops when they are done.
 
     Several workers may run the same study (the same command in another shell, each with its share of the
     cores or its own GPU): a worker holds a lock on the cell it runs, takes the first cell in plan order that
@@ -269,11 +273,16 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str |
     work.mkdir(parents=True, exist_ok=True)
     check_records(cfg, read_records(out), out)  # records of another config would pass for finished cells
     write_study_config(cfg, out, source)
+    patterns = list(cells)
     cells = plan(cfg)
+    chosen = [c for c in cells if not patterns or any(fnmatchcase(c.id, p) for p in patterns)]
+    if not chosen:
+        raise ValueError(f"--cells {' '.join(patterns)}: no cell of study {cfg.name} matches "
+                         f"(cell ids look like {cells[-1].id})")
     waiting = False
     while True:
         records = read_records(out)
-        todo = [c for c in cells if c.id not in records]
+        todo = [c for c in chosen if c.id not in records]
         if not todo:
             break
         ran = False
@@ -293,8 +302,10 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str |
                       "their results; waiting", file=sys.stderr, flush=True)
             time.sleep(poll_s)
         waiting = not ran
-    print(f"[study {cfg.name}] all {len(cells)} cells done; records in {out / 'records'}; "
-          f"report: pert study report {out}", file=sys.stderr)
+    left = sum(c.id not in records for c in cells)
+    done = f"all {len(chosen)} matching cells done ({left} others left)" if left else f"all {len(cells)} cells done"
+    print(f"[study {cfg.name}] {done}; records in {out / 'records'}; report: pert study report {out}",
+          file=sys.stderr)
     return records
 
 
