@@ -121,6 +121,25 @@ def test_cli_help_and_config_errors(tmp_path, corpus, capsys):
     assert "not a prepared corpus" in capsys.readouterr().err
 
 
+def test_dropout_is_set_in_the_model_and_saved_in_its_config(tmp_path, corpus, capsys):
+    from pert.modeling import PertForPreTraining
+
+    out = tmp_path / "d0"
+    assert main(["pretrain", "--data", str(corpus), "--out", str(out), "--preset", "mini", "--dropout", "0",
+                 "--max-seq-len", "32", "--batch-size", "4", "--max-steps", "2", "--eval-every", "0",
+                 "--eval-sequences", "4", "--precision", "fp32", "--num-workers", "0"]) == 0
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"]) == (2, 256, 4)
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0
+    model = PertForPreTraining.from_pretrained(out / "final")
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    # without the option a new model keeps BERT's 0.1
+    assert small_config(corpus, tmp_path / "x").dropout is None
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(corpus), "--out", str(tmp_path / "o"), "--dropout", "1"]) == 2
+    assert "--dropout must be in [0, 1)" in capsys.readouterr().err
+
+
 def test_shipped_pretraining_configs_are_valid():
     from pert.config import build_config
 

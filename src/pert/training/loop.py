@@ -66,6 +66,11 @@ def build_model(cfg: PretrainConfig, corpus: PreparedCorpus, init: OpenedModel |
         config = preset_config(cfg.preset, corpus.vocab_size, max(512, cfg.max_seq_len))
         config.pert_mlm_head = cfg.objective == "mlm"
         model = PertForPreTraining(config)
+    if cfg.dropout is not None:  # in the saved config too, so fine-tuning starts from the same value
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = cfg.dropout
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = cfg.dropout
     if cfg.max_seq_len > model.config.max_position_embeddings:
         raise ValueError(f"--max-seq-len {cfg.max_seq_len} exceeds the model's "
                          f"{model.config.max_position_embeddings} positions")
