@@ -432,7 +432,7 @@ def _run_study(args: argparse.Namespace) -> None:
 
     if args.action == "run":
         cfg = build_config(StudyConfig, args.config)
-        run_study(cfg, args.out, args.work or f"{args.out}/work", source=args.config, cells=args.cells)
+        run_study(cfg, args.out, args.work or f"{args.out}/work", source=args.config, only=args.cells)
         print(f"study records in {args.out}/records; report: pert study report {args.out}")
     else:
         print(f"wrote {write_report(args.out, args.md)}")

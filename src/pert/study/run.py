@@ -258,9 +258,9 @@ def _cell_lock(work: Path, cell: Cell) -> Path:
 
 
 def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str | None = None,
-              poll_s: float = 30.0, cells: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+              poll_s: float = 30.0, only: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Run every cell that has no record yet; returns all records. ``source``: the config file, for the report.
-    ``cells``: shell-style patterns over cell ids (``finetune/perlm/*``); a worker given some runs only the
+    ``only``: shell-style patterns over cell ids (``finetune/perlm/*``); a worker given some runs only the
     matching cells (a model a matching cell needs is rebuilt all the same) and stops when they are done.
 
     Several workers may run the same study (the same command in another shell, each with its share of the
@@ -273,11 +273,10 @@ def run_study(cfg: StudyConfig, out: str | Path, work: str | Path, source: str |
     work.mkdir(parents=True, exist_ok=True)
     check_records(cfg, read_records(out), out)  # records of another config would pass for finished cells
     write_study_config(cfg, out, source)
-    patterns = list(cells)
     cells = plan(cfg)
-    chosen = [c for c in cells if not patterns or any(fnmatchcase(c.id, p) for p in patterns)]
+    chosen = [c for c in cells if not only or any(fnmatchcase(c.id, p) for p in only)]
     if not chosen:
-        raise ValueError(f"--cells {' '.join(patterns)}: no cell of study {cfg.name} matches "
+        raise ValueError(f"--cells {' '.join(only)}: no cell of study {cfg.name} matches "
                          f"(cell ids look like {cells[-1].id})")
     waiting = False
     while True:
