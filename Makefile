@@ -6,7 +6,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_EXTRAS := demo
-TEST_EXTRAS := dev,serve,onnx
+TEST_EXTRAS := dev,serve,onnx,openvino
 
 $(VENV)/.torch:
 	$(PY) -m venv $(VENV)

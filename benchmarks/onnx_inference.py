@@ -6,8 +6,9 @@
 For each dataset, the same model answers the same questions six ways through
 ``pert.qa.QuestionAnswerer`` (what `pert qa --input` runs): torch fp32, torch bf16 autocast, and on onnxruntime
 the folders ``pert export onnx`` writes, fp32 and ``--quantize int8`` (dynamic: int8 weights, activations
-quantised at run time), the int8 graph with the feed-forward output projections left in fp32, and the fused
-graph quantised statically (activation ranges calibrated on 256 training windows). Printed: questions/s
+quantised at run time), the int8 graph with the feed-forward output projections left in fp32, and static int8
+on OpenVINO (``--quantize int8 --calibrate TRAIN``: NNCF, activation ranges from 300 training windows; its
+``--check`` on the dev file's first 200 questions is what lets ``--runtime auto`` choose it). Printed: questions/s
 (strings to answers: tokenising, windows, model, decoding; after a warm-up; loading excluded), the ratio to
 torch fp32, the official EM/F1 and their change against torch fp32, and how many answers equal torch fp32's.
 
@@ -128,47 +129,16 @@ def exported(model: Path, quantize: str | None) -> Path:
     return out
 
 
-def static_int8(model: Path, train_file: Path, windows: int = 256) -> Path:
-    """The fused fp32 export quantised statically instead (onnxruntime ``quantize_static``, QOperator, int8
-    per-channel weights, uint8 activations with ranges calibrated on ``windows`` training windows): the
-    alternative to `pert export onnx --quantize int8` (dynamic) that the issue asked to measure beside it."""
-    import numpy as np
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def openvino_int8(model: Path, train_file: Path, check_file: Path) -> Path:
+    """`pert export onnx --quantize int8 --calibrate TRAIN --check DEV` (static int8 on OpenVINO, calibrated on
+    300 training windows), beside the model, once."""
+    from pert.convert.onnx import export_onnx
+    from pert.runtime import export_beside
 
-    from pert.qa import QuestionAnswerer
-    from pert.tasks.mrc_data import read_mrc_file
-    from pert.tasks.mrc_features import encode_examples
-
-    fp32 = exported(model, None)
-    out = model.with_name(model.name + "-onnx-int8-static")
-    if (out / "pert_onnx.json").is_file():
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(fp32, out)
-    qa = QuestionAnswerer(fp32, runtime="onnx")
-    examples = read_mrc_file(train_file)[0]
-    features = encode_examples(random.Random(0).sample(examples, windows), qa.tokenizer, qa.max_seq_len,
-                               qa.doc_stride, qa.max_query_len)[:windows]
-    names = ("input_ids", "attention_mask", "token_type_ids")
-
-    class Windows(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.rows = iter(features)
-
-        def get_next(self) -> dict[str, Any] | None:
-            f = next(self.rows, None)
-            return None if f is None else {k: np.asarray([f[k]], dtype=np.int64) for k in names}
-
-    quant_pre_process(str(fp32 / "model.onnx"), str(out / "pre.onnx"), skip_optimization=True)
-    quantize_static(str(out / "pre.onnx"), str(out / "model.onnx"), Windows(), quant_format=QuantFormat.QOperator,
-                    per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                    extra_options={"DefaultTensorType": 1})
-    (out / "pre.onnx").unlink()
-    record = json.loads((out / "pert_onnx.json").read_text(encoding="utf-8"))
-    record.update(precision="int8", quantization=f"quantize_static, QOperator, calibrated on {len(features)} "
-                  "training windows (benchmarks/onnx_inference.py)")
-    (out / "pert_onnx.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    out = export_beside(model, "int8", calibrated=True)
+    if not (out / "pert_onnx.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        export_onnx(model, out, quantize="int8", calibrate=train_file, check=check_file)
     return out
 
 
@@ -206,8 +176,8 @@ def int8_ffn_fp32(model: Path) -> Path:
     return out
 
 
-def bench(name: str, metric: str, model: Path, train_file: Path, examples: list[Any], max_seq_len: int,
-          batch_size: int, bf16: bool, rounds: int) -> None:
+def bench(name: str, metric: str, model: Path, train_file: Path, check_file: Path, examples: list[Any],
+          max_seq_len: int, batch_size: int, bf16: bool, rounds: int) -> None:
     """Every side answers every question ``rounds`` times, the sides taking turns within each round (so a
     change of machine load falls on all of them); a side's time is its best round, its answers the first's."""
     from pert.qa import QuestionAnswerer
@@ -220,7 +190,7 @@ def bench(name: str, metric: str, model: Path, train_file: Path, examples: list[
     sides += [("onnxruntime fp32", exported(model, None), "onnx", "fp32"),
               ("onnxruntime int8 (dynamic)", exported(model, "int8"), "onnx", "fp32"),
               ("onnxruntime int8, FFN out fp32", int8_ffn_fp32(model), "onnx", "fp32"),
-              ("onnxruntime int8 (static)", static_int8(model, train_file), "onnx", "fp32")]
+              ("OpenVINO int8 (static)", openvino_int8(model, train_file, check_file), "onnx", "fp32")]
     if rounds == 0:
         return
     qa_windows = encode_examples(examples, load_tokenizer(model), max_seq_len, 128, 64)
@@ -296,8 +266,8 @@ def main(argv: list[str] | None = None) -> None:
         examples = read_mrc_file(split / "dev-v1.1.json")[0]
         if args.squad_questions:
             examples = examples[:args.squad_questions]
-        bench("SQuAD 1.1, held-apart dev articles", "squad", best, split / "train-v1.1.json", examples, 384,
-              args.batch_size, bf16, args.rounds)
+        bench("SQuAD 1.1, held-apart dev articles", "squad", best, split / "train-v1.1.json",
+              split / "dev-v1.1.json", examples, 384, args.batch_size, bf16, args.rounds)
     if "zh" in parts:
         base = chinese_minilm(models / "minilm-l6-zh-init", data / "vocab" / "bert-base-chinese" / "vocab.txt")
         best = finetune_reader("Chinese MiniLM-L6 on CMRC 2018", "cmrc2018", base, data / "zh" / "cmrc2018",
@@ -308,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
             keep = sorted(random.Random(0).sample(range(len(examples)), args.cmrc_questions))
             examples = [examples[i] for i in keep]
         bench("CMRC 2018 dev (seeded sample)", "cmrc2018", best, data / "zh" / "cmrc2018" / "cmrc2018_train.json",
-              examples, 512, args.batch_size, bf16, args.rounds)
+              data / "zh" / "cmrc2018" / "cmrc2018_dev.json", examples, 512, args.batch_size, bf16, args.rounds)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (1 min)")
 
 

@@ -10,6 +10,7 @@ the torch model's logits and answers/restorations; int8 exports must agree on mo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +152,7 @@ def test_runtime_auto_runs_the_current_checked_export(qa_model: Path, qa_exports
     try:
         with caplog.at_level("INFO", logger="pert"):
             assert QuestionAnswerer(qa_model).model_dir == qa_exports["int8"]
-        assert "runs on onnx, cpu, int8" in caplog.text
+        assert "runs on onnxruntime, cpu, int8" in caplog.text
         assert QuestionAnswerer(qa_model, precision="fp32").runtime == "torch"  # an explicit precision: torch
         copy = tmp_path / "minilm-qa"
         shutil.copytree(qa_model, copy)
@@ -220,7 +221,7 @@ def test_export_folder_and_record(wor_exports: dict[str, Path]) -> None:
 
 def test_pointer_logits_match_torch(wor_model: Path, wor_exports: dict[str, Path]) -> None:
     from pert.convert.hf import load_pretraining_model
-    from pert.runtime import OnnxModel
+    from pert.runtime import ExportedModel
     from pert.text import load_tokenizer
 
     tok = load_tokenizer(wor_model)
@@ -228,7 +229,7 @@ def test_pointer_logits_match_torch(wor_model: Path, wor_exports: dict[str, Path
     model = load_pretraining_model(wor_model).eval()
     with torch.inference_mode():
         expected = model.position_logits(enc["input_ids"], enc["attention_mask"]).numpy()
-    got = OnnxModel(wor_exports["fp32"], "wor").run(enc)[0]
+    got = ExportedModel(wor_exports["fp32"], "wor").run(enc)[0]
     assert got.shape == expected.shape
     assert np.array_equal(np.isinf(got), np.isinf(expected))  # padding masked out the same way
     finite = np.isfinite(expected)
@@ -258,6 +259,101 @@ def test_errors_are_one_line(wor_model: Path, wor_exports: dict[str, Path], tmp_
         (["export", "onnx", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], "missing"),
         (["export", "onnx", str(wor_model), "--task", "qa", "--out", str(tmp_path / "o")],
          "no trained question-answering head"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.splitlines()
+        assert message in err[-1] and sum("error" in line for line in err) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def qa_openvino(qa_model: Path, qa_exports: dict[str, Path], squad_questions: list) -> Path:
+    """The calibrated (static int8, OpenVINO) export beside the model: calibrated on 60 of the head's training
+    questions (all their windows: fewer than the 300 inputs it takes at most), checked on the asked ones."""
+    pytest.importorskip("nncf", reason="the openvino extra is not installed")
+    train = _squad_file(squad_questions[:60], qa_model.parent / "train.json")
+    check = qa_model.parent / "check.json"
+    assert main(["export", "onnx", str(qa_model), "--quantize", "int8", "--calibrate", str(train),
+                 "--check", str(check)]) == 0
+    return qa_model.parent / "minilm-qa-openvino-int8"
+
+
+def test_qa_openvino_int8(qa_model: Path, qa_openvino: Path, squad_questions: list, tmp_path: Path) -> None:
+    from pert.metrics.squad import evaluate_v1
+
+    record = json.loads((qa_openvino / "pert_onnx.json").read_text(encoding="utf-8"))
+    assert (record["engine"], record["precision"], record["model_file"]) == ("openvino", "int8", "model.xml")
+    assert re.search(r"calibrated on (6\d|[7-9]\d|\d{3}) inputs of train.json", record["quantization"])
+    assert record["max_abs_diff_fp32"] < 1e-4 and 0 < record["max_abs_diff_int8"] < 5
+    assert {"model.xml", "model.bin", "vocab.txt"} <= {p.name for p in qa_openvino.iterdir()}
+    assert not (qa_openvino / "model.onnx").exists()
+    asked = squad_questions[QA_TRAIN:]
+    gold = {e.qid: e.answers for e in asked}
+    fp32 = _answers(qa_model, asked, tmp_path, "--runtime", "torch")
+    int8 = _answers(qa_openvino, asked, tmp_path)
+    same = sum(int8[q] == a for q, a in fp32.items())
+    assert record["answer_check"]["items"] == len(asked)
+    assert record["answer_check"]["identical"] == same  # the check is what `pert qa` gives
+    f1_fp32, f1_int8 = evaluate_v1(gold, fp32)["f1"], evaluate_v1(gold, int8)["f1"]
+    print(f"OpenVINO int8 = fp32 on {same}/{len(asked)} answers; F1 fp32 {f1_fp32:.1f}, int8 {f1_int8:.1f}")
+    assert same >= 0.4 * len(asked) and f1_int8 > f1_fp32 - 12  # the small margins of test_qa_onnx_int8_...
+
+
+def test_runtime_auto_prefers_the_checked_openvino_export(qa_model: Path, qa_exports: dict[str, Path],
+                                                          qa_openvino: Path, caplog) -> None:
+    from pert.qa import QuestionAnswerer
+
+    records = {k: qa_openvino / "pert_onnx.json" if k == "openvino" else qa_exports["int8"] / "pert_onnx.json"
+               for k in ("openvino", "onnx")}
+    saved = {k: p.read_text(encoding="utf-8") for k, p in records.items()}
+
+    def set_share(kind: str, share: float) -> None:
+        record = json.loads(saved[kind])
+        record["answer_check"]["share"] = share
+        records[kind].write_text(json.dumps(record), encoding="utf-8")
+
+    try:
+        set_share("openvino", 0.95)
+        set_share("onnx", 0.95)
+        with caplog.at_level("INFO", logger="pert"):
+            qa = QuestionAnswerer(qa_model)
+        assert (qa.model_dir, qa.runtime, qa.onnx.engine) == (qa_openvino, "onnx", "openvino")
+        assert "runs on openvino, cpu, int8" in caplog.text
+        set_share("openvino", 0.5)  # a failed check: the checked onnxruntime export instead
+        assert QuestionAnswerer(qa_model).model_dir == qa_exports["int8"]
+    finally:
+        for kind, text in saved.items():
+            records[kind].write_text(text, encoding="utf-8")
+
+
+def test_wor_openvino_int8_restores(wor_model: Path, wor_exports: dict[str, Path], tmp_path: Path,
+                                    capsys) -> None:
+    pytest.importorskip("nncf", reason="the openvino extra is not installed")
+    from pert.runtime import ExportedModel
+    from pert.text import load_tokenizer
+
+    check = wor_model.parent / "check.txt"
+    assert main(["export", "onnx", str(wor_model), "--out", str(tmp_path / "ov"), "--quantize", "int8",
+                 "--calibrate", str(check), "--check", str(check)]) == 0
+    record = json.loads((tmp_path / "ov" / "pert_onnx.json").read_text(encoding="utf-8"))
+    assert record["engine"] == "openvino" and "calibrated on 4 inputs of check.txt" in record["quantization"]
+    enc = load_tokenizer(wor_model)(SENTENCES, padding="longest", return_tensors="np")
+    got = ExportedModel(tmp_path / "ov", "wor").run(enc)[0]
+    expected = ExportedModel(wor_exports["fp32"], "wor").run(enc)[0]
+    assert got.shape == expected.shape and np.array_equal(np.isinf(got), np.isinf(expected))  # padding masked
+    capsys.readouterr()
+    assert main(["restore", "--model", str(tmp_path / "ov"), *SENTENCES]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [sorted(a) for a in lines] == [sorted(s) for s in SENTENCES]
+
+
+def test_calibrate_errors_are_one_line(wor_model: Path, tmp_path: Path, capsys) -> None:
+    cases = [
+        (["export", "onnx", str(wor_model), "--out", str(tmp_path / "o"), "--calibrate",
+          str(wor_model.parent / "check.txt")], "--calibrate calibrates int8: give it with --quantize int8"),
+        (["export", "onnx", str(wor_model), "--out", str(tmp_path / "o"), "--quantize", "int8", "--calibrate",
+          str(tmp_path / "none.txt")], "none.txt: no such file to calibrate int8 on"),
     ]
     for args, message in cases:
         assert main(args) == 2, args

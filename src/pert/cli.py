@@ -356,9 +356,10 @@ def _add_qa(sub: argparse._SubParsersAction) -> None:
 
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
-                   help="auto (default): onnx for a folder from `pert export onnx`; for a model folder on the CPU "
-                        "at --precision auto, its int8 export FOLDER-onnx-int8 when made from the current weights "
-                        "and `pert export onnx --check` found >= 90%% of its answers equal to torch's; else torch")
+                   help="auto (default): onnx for a folder from `pert export onnx` (onnxruntime, or OpenVINO for "
+                        "a calibrated one); for a model folder on the CPU at --precision auto, its int8 export "
+                        "FOLDER-openvino-int8, else FOLDER-onnx-int8, when made from the current weights and "
+                        "`pert export onnx --check` found >= 90%% of its answers equal to torch's; else torch")
 
 
 def _run_qa(args: argparse.Namespace) -> None:
@@ -445,13 +446,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                                    "`pert qa` / `pert restore` run it with --runtime onnx (onnxruntime).")
     p.add_argument("format", choices=["onnx"], help="target format")
     p.add_argument("model", help="folder fine-tuned for QA (cmrc2018, drcd, squad1, squad2) or wor")
-    p.add_argument("--out", help="folder to write (must not exist, or be empty; default: MODEL-onnx or "
-                                 "MODEL-onnx-int8 beside the model, where --runtime auto looks)")
+    p.add_argument("--out", help="folder to write (must not exist, or be empty; default: MODEL-onnx, "
+                                 "MODEL-onnx-int8 or MODEL-openvino-int8 beside the model, where --runtime auto "
+                                 "looks)")
     p.add_argument("--task", choices=["qa", "wor"], default=None,
                    help="what the folder is for (default: from its training record or its heads)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="int8: onnxruntime dynamic quantisation (int8 weights; faster on CPUs, slightly "
-                        "different scores)")
+                        "different scores), or with --calibrate static int8 on OpenVINO")
+    p.add_argument("--calibrate", metavar="FILE",
+                   help="with --quantize int8: questions (SQuAD-format JSON, e.g. the training file) or sentences "
+                        "(.txt/.jsonl) whose first 300 inputs (seeded sample) calibrate static int8 with NNCF; "
+                        "written as OpenVINO IR (the fastest CPU runtime measured, benchmarks/README.md; needs "
+                        "pip install 'pert[openvino]')")
     p.add_argument("--check", metavar="FILE",
                    help="questions (SQuAD-format JSON) or sentences (.txt/.jsonl) that the export and the torch "
                         "model both answer (the first 200); the share of equal answers is recorded, and an int8 "
@@ -462,11 +469,13 @@ def _run_export(args: argparse.Namespace) -> None:
     from pert.convert.onnx import export_onnx
     from pert.runtime import export_beside
 
-    out = args.out or export_beside(args.model, args.quantize)
-    record = export_onnx(args.model, out, task=args.task, quantize=args.quantize, check=args.check)
+    out = args.out or export_beside(args.model, args.quantize, calibrated=args.calibrate is not None)
+    record = export_onnx(args.model, out, task=args.task, quantize=args.quantize, check=args.check,
+                         calibrate=args.calibrate)
     diff = f"max |logit difference| vs torch on a sample: fp32 {record['max_abs_diff_fp32']:.2g}" + (
         f", int8 {record['max_abs_diff_int8']:.2g}" if "max_abs_diff_int8" in record else "")
-    print(f"exported {record['task']} model ({record['precision']}, opset {record['opset']}) -> {out}; {diff}")
+    engine = record.get("engine", "onnxruntime")
+    print(f"exported {record['task']} model ({record['precision']}, {engine}) -> {out}; {diff}")
     if "answer_check" in record:
         c = record["answer_check"]
         print(f"answers equal to torch's on {c['identical']} of {c['items']} from {c['data']} ({c['share']:.0%})")

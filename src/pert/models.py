@@ -53,10 +53,10 @@ class OpenedModel:
         return load_model_with_head(model_cls, self.path, labels)
 
     def onnx(self, kind: str) -> Any:
-        """The onnxruntime session of an exported folder (``pert.runtime.OnnxModel``)."""
-        from pert.runtime import OnnxModel
+        """An exported folder on its engine, onnxruntime or OpenVINO (``pert.runtime.ExportedModel``)."""
+        from pert.runtime import ExportedModel
 
-        return OnnxModel(self.path, kind)
+        return ExportedModel(self.path, kind)
 
 
 def open_model(model: str | Path, *, revision: str | None = None, device: str | None = "auto",
@@ -74,7 +74,7 @@ def open_model(model: str | Path, *, revision: str | None = None, device: str | 
     runs it well, else fp32; with ``"hardware"``, bf16 where the device has fast bf16, else fp32 (training).
     """
     from pert.hardware import bf16_supported, default_precision, resolve_device, resolve_precision
-    from pert.runtime import checked_export, read_record, resolve_runtime
+    from pert.runtime import checked_export, engine_of, read_record, resolve_runtime
     from pert.text.tokenizer import load_tokenizer
 
     if precision is not None and precision not in PRECISIONS:
@@ -119,7 +119,8 @@ def open_model(model: str | Path, *, revision: str | None = None, device: str | 
         raise ValueError(f"{path}: the tokenizer has {len(tokenizer)} tokens but config.json's vocab_size is "
                          f"{config.vocab_size}; the vocabulary does not belong to this model")
     if export:
-        shown = read_record(path, export)["precision"] if runtime == "onnx" else chosen
-        log.info("%s runs on %s, %s, %s", path, runtime, dev, shown)
+        record = read_record(path, export) if runtime == "onnx" else {}
+        log.info("%s runs on %s, %s, %s", path, engine_of(record) if record else runtime, dev,
+                 record.get("precision", chosen))
     return OpenedModel(path=path, tokenizer=tokenizer, config=config, training=training, device=dev,
                        precision=chosen, runtime=runtime)

@@ -94,7 +94,7 @@ class QuestionAnswerer:
         self.null_threshold = null_threshold
 
     def _load_model(self, opened: Any) -> tuple[Any, Any]:
-        """(torch model, None) or (None, OnnxModel)."""
+        """(torch model, None) or (None, ExportedModel)."""
         if self.runtime == "onnx":
             return None, opened.onnx("qa")
         from transformers import BertForQuestionAnswering

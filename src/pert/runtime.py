@@ -1,16 +1,20 @@
-"""Where a loaded model runs: ``torch`` (a Hugging Face folder) or ``onnx`` (onnxruntime on a folder
-written by ``pert export onnx``). ``pert qa``, ``pert restore`` and ``pert serve`` choose through here; their
-default, ``auto``, runs a checked int8 export that sits beside the model folder on the CPU (``checked_export``).
+"""Where a loaded model runs: ``torch`` (a Hugging Face folder) or ``onnx`` (a folder written by ``pert export
+onnx``: onnxruntime on its ONNX graph, or OpenVINO on the IR of a calibrated int8 export; its record's
+``engine`` says which). ``pert qa``, ``pert restore`` and ``pert serve`` choose through here; their default,
+``auto``, runs a checked int8 export that sits beside the model folder on the CPU (``checked_export``).
 
-onnxruntime runs on the CPU with ``intra_op_num_threads`` = torch's thread count (the physical cores, or
-``OMP_NUM_THREADS``), one inter-op thread, sequential execution and all graph optimisations.
+Both engines run on the CPU with torch's thread count (the physical cores, or ``OMP_NUM_THREADS``): onnxruntime
+with one inter-op thread, sequential execution and all graph optimisations; OpenVINO with one stream and its
+latency hint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,11 +61,13 @@ def is_onnx_export(model_dir: str | Path) -> bool:
     return (Path(model_dir) / RECORD).is_file()
 
 
-def export_beside(model_dir: str | Path, quantize: str | None = None) -> Path:
-    """Where ``pert export onnx`` writes by default and ``--runtime auto`` looks: ``<folder>-onnx`` and
-    ``<folder>-onnx-int8`` next to the model folder."""
+def export_beside(model_dir: str | Path, quantize: str | None = None, calibrated: bool = False) -> Path:
+    """Where ``pert export onnx`` writes by default and ``--runtime auto`` looks, next to the model folder:
+    ``<folder>-onnx``, ``<folder>-onnx-int8`` (dynamic, onnxruntime) and ``<folder>-openvino-int8``
+    (``--calibrate``: static, OpenVINO)."""
     model_dir = Path(model_dir)
-    return model_dir.with_name(model_dir.name + ("-onnx-int8" if quantize else "-onnx"))
+    suffix = "-openvino-int8" if quantize and calibrated else "-onnx-int8" if quantize else "-onnx"
+    return model_dir.with_name(model_dir.name + suffix)
 
 
 def weights_fingerprint(model_dir: str | Path) -> str:
@@ -78,11 +84,19 @@ def weights_fingerprint(model_dir: str | Path) -> str:
 
 
 def checked_export(model_dir: str | Path, task: str) -> tuple[Path, str] | None:
-    """The int8 export beside ``model_dir`` (``FOLDER-onnx-int8``) when it was made from the folder's current
-    weights and ``pert export onnx --check`` found at least ``CHECK_SHARE`` of its answers equal to torch's, with
-    that finding; else None. Only int8: the fp32 export runs at torch fp32's speed (benchmarks/README.md), so it
-    runs where it is asked for (``--model FOLDER-onnx`` or ``--runtime onnx``), not by itself."""
-    folder = export_beside(model_dir, "int8")
+    """The fastest int8 export beside ``model_dir`` that was made from the folder's current weights and whose
+    answers ``pert export onnx --check`` found equal to torch's for at least ``CHECK_SHARE`` of them, with that
+    finding; else None. Fastest first: ``FOLDER-openvino-int8`` (static, where openvino is installed), then
+    ``FOLDER-onnx-int8`` (benchmarks/README.md). Only int8: the fp32 export runs at torch fp32's speed, so it runs
+    where it is asked for (``--model FOLDER-onnx`` or ``--runtime onnx``), not by itself."""
+    for folder in (export_beside(model_dir, "int8", calibrated=True), export_beside(model_dir, "int8")):
+        found = _checked(model_dir, folder, task)
+        if found is not None:
+            return found
+    return None
+
+
+def _checked(model_dir: str | Path, folder: Path, task: str) -> tuple[Path, str] | None:
     try:
         record = read_record(folder, task)
     except (OSError, ValueError):
@@ -95,6 +109,10 @@ def checked_export(model_dir: str | Path, task: str) -> tuple[Path, str] | None:
         found = f"{check['identical']} of {check['items']} answers equal torch's" if check else "answers not checked"
         log.info("%s: %s (at least %.0f%% wanted: `pert export onnx --check FILE`); not used", folder, found,
                  100 * CHECK_SHARE)
+        return None
+    if record.get("engine") == "openvino" and importlib.util.find_spec("openvino") is None:
+        log.info("%s: an OpenVINO export, and openvino is not installed (pip install 'pert[openvino]'); not used",
+                 folder)
         return None
     return folder, f"{check['identical']} of {check['items']} answers equal torch's at export"
 
@@ -160,15 +178,50 @@ def onnx_session(model_file: str | Path, threads: int | None = None) -> Any:
         raise ValueError(f"{model_file}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
 
 
-class OnnxModel:
-    """An exported QA or WOR graph: ``run(feeds)`` -> its outputs (float32 arrays) in the record's order."""
+ENGINES = ("onnxruntime", "openvino")
+# OpenVINO prepares kernels for each input shape it meets, and a new shape costs about two thirds of a call more
+# (measured on the CMRC reader: 51 against 31 ms at ~440 tokens): lengths are padded to a multiple of this, so a
+# mix of requests meets a few dozen shapes, not hundreds
+OPENVINO_LENGTH_STEP = 32
+
+
+def engine_of(record: dict[str, Any]) -> str:
+    """What runs an export: its record's ``engine`` (records older than OpenVINO exports name none)."""
+    return str(record.get("engine", "onnxruntime"))
+
+
+class ExportedModel:
+    """An exported QA or WOR graph on its engine: ``run(feeds)`` -> its outputs (float32 arrays) in the record's
+    order. Safe to call from several threads (OpenVINO's one infer request is taken in turn)."""
 
     def __init__(self, model_dir: str | Path, task: str, threads: int | None = None):
         self.record = read_record(model_dir, task)
-        self.session = onnx_session(Path(model_dir) / self.record["model_file"], threads)
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.engine = engine_of(self.record)
+        model_file = Path(model_dir) / self.record["model_file"]
+        if self.engine == "openvino":
+            from pert.convert.openvino import compile_ir
+
+            compiled = compile_ir(model_file, threads or default_threads())
+            self.inputs = [i.get_any_name() for i in compiled.inputs]
+            self._request, self._lock, self._outputs = compiled.create_infer_request(), threading.Lock(), \
+                list(compiled.outputs)
+        elif self.engine == "onnxruntime":
+            self.session = onnx_session(model_file, threads)
+            self.inputs = [i.name for i in self.session.get_inputs()]
+        else:
+            raise ValueError(f"{Path(model_dir) / RECORD}: engine must be one of {', '.join(ENGINES)}, "
+                             f"got {self.engine!r}")
 
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         """``feeds``: the graph's inputs as torch tensors or arrays (extra keys are ignored)."""
         arrays = {k: np.ascontiguousarray(np.asarray(feeds[k]), dtype=np.int64) for k in self.inputs}
-        return self.session.run(None, arrays)
+        if self.engine == "onnxruntime":
+            return self.session.run(None, arrays)
+        length = arrays[self.inputs[0]].shape[1]
+        padded = -(-length // OPENVINO_LENGTH_STEP) * OPENVINO_LENGTH_STEP
+        if padded != length:  # masked padding: the real positions' outputs do not change
+            arrays = {k: np.pad(v, ((0, 0), (0, padded - length))) for k, v in arrays.items()}
+        with self._lock:
+            result = self._request.infer(arrays)
+            outputs = [np.array(result[o], dtype=np.float32) for o in self._outputs]
+        return [x[(slice(None),) + (slice(0, length),) * (x.ndim - 1)] for x in outputs]

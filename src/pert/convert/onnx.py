@@ -8,10 +8,12 @@ written out as matmuls and a softmax) with dynamic batch and sequence axes, then
 fuses it: one ``Attention`` node per layer, ``SkipLayerNormalization``, ``EmbedLayerNormalization`` and
 ``BiasGelu`` (counted in ``pert_onnx.json``; the dynamo exporter's graph matched none of its patterns).
 Optimum was not used: its ONNX exporter
-(``optimum-onnx`` 0.1) requires transformers < 4.58, and pert runs on transformers 5. int8 is
-onnxruntime's dynamic quantisation (``quantize_dynamic``: int8 weights, activations quantised per batch
-at run time), which needs no calibration data; static quantisation calibrated on training windows was
-measured beside it and lost (benchmarks/README.md), so it is not offered.
+(``optimum-onnx`` 0.1) requires transformers < 4.58, and pert runs on transformers 5. ``--quantize int8`` is
+onnxruntime's dynamic quantisation (``quantize_dynamic``: int8 weights, activations quantised per batch at run
+time), which needs no calibration data. ``--quantize int8 --calibrate FILE`` is static int8 instead, calibrated on
+FILE's inputs and run by OpenVINO (``pert.convert.openvino``; the folder holds ``model.xml``/``model.bin``, and the
+fused ONNX graph is only its fp32 check): the faster of the two and the one ``--runtime auto`` prefers
+(benchmarks/README.md). onnxruntime's own static quantisation was measured and lost, so it is not offered.
 
 The output folder holds ``model.onnx``, the tokenizer, ``config.json``, the source's
 ``pert_training.json`` (QA window settings) and ``pert_onnx.json``: what was exported, from where, with
@@ -24,6 +26,7 @@ of `pert qa`, `pert restore` and `pert serve`) runs the export beside a folder w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -178,10 +181,13 @@ def check_answers(model_dir: Path, export_dir: Path, task: str, data: str | Path
 
 
 def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
-                quantize: str | None = None, check: str | Path | None = None) -> dict[str, Any]:
+                quantize: str | None = None, check: str | Path | None = None,
+                calibrate: str | Path | None = None) -> dict[str, Any]:
     """Export ``model_dir`` to the folder ``out`` (which must not exist or be empty; `pert export onnx` defaults it
     to ``pert.runtime.export_beside``); returns the record. ``check``: a task file whose answers the export and
-    the torch model give, compared in the record (what lets ``--runtime auto`` choose an int8 export)."""
+    the torch model give, compared in the record (what lets ``--runtime auto`` choose an int8 export).
+    ``calibrate`` (with ``quantize="int8"``): a task file whose inputs calibrate static int8 on OpenVINO
+    (``pert.convert.openvino``) instead of onnxruntime's dynamic int8."""
     try:
         import onnxruntime
         from onnxruntime.transformers import optimizer
@@ -194,8 +200,13 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
     model_dir, out = Path(model_dir), Path(out)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no such model folder")
-    if check is not None and not Path(check).is_file():
-        raise FileNotFoundError(f"{check}: no such file to check the export on")
+    for given, what in ((check, "check the export on"), (calibrate, "calibrate int8 on")):
+        if given is not None and not Path(given).is_file():
+            raise FileNotFoundError(f"{given}: no such file to {what}")
+    if calibrate is not None and quantize != "int8":
+        raise ValueError("--calibrate calibrates int8: give it with --quantize int8")
+    if calibrate is not None and importlib.util.find_spec("nncf") is None:
+        raise ValueError("--calibrate needs openvino and nncf: pip install 'pert[openvino]'")
     opened = open_model(model_dir, device="cpu", precision="fp32", runtime="torch")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out}: already exists and is not empty; remove it or choose another --out")
@@ -244,7 +255,25 @@ def export_onnx(model_dir: str | Path, out: str | Path, task: str | None = None,
             "versions": {"torch": torch.__version__, "onnx": version("onnx"),
                          "onnxruntime": onnxruntime.__version__, "transformers": version("transformers")},
         }
-        if quantize:
+        if quantize and calibrate is not None:
+            from pert.convert.openvino import IR_FILE, calibration_inputs, quantize_static
+            from pert.runtime import ExportedModel
+
+            windows = calibration_inputs(model_dir, task, calibrate)
+            graph.model.set_attn_implementation("sdpa")  # OpenVINO's own attention operator, not matmuls
+            quantize_static(graph, windows, tmp / IR_FILE)
+            (tmp / MODEL_FILE).unlink()  # the fused fp32 graph was the check of the export; FOLDER-onnx holds it
+            record.update(
+                engine="openvino", model_file=IR_FILE,
+                exporter="openvino.convert_model of the torch module (SDPA attention); the fused ONNX graph "
+                         "(fused_nodes, max_abs_diff_fp32) was its fp32 check",
+                versions=record["versions"] | {"openvino": version("openvino"), "nncf": version("nncf")},
+                quantization=f"nncf.quantize (OpenVINO, transformer mode: SmoothQuant, int8 weights per channel, "
+                             f"int8 activations calibrated on {len(windows)} inputs of {Path(calibrate).name})")
+            (tmp / RECORD).write_text(json.dumps(record), encoding="utf-8")  # read back by ExportedModel
+            record["max_abs_diff_int8"] = max_difference(expected, ExportedModel(tmp, task).run(probe),
+                                                         probe["attention_mask"])
+        elif quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             fp32 = tmp / "model.fp32.onnx"
