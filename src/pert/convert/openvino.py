@@ -3,11 +3,12 @@
 The model's graph is converted to OpenVINO (``openvino.convert_model`` of the torch module, dynamic batch and
 length) and quantised by NNCF (``nncf.quantize``, transformer mode: SmoothQuant, int8 weights per channel,
 int8 activations whose ranges come from ``CALIBRATION_ITEMS`` real inputs of DATA, fast bias correction). The
-result is OpenVINO IR (``model.xml`` and ``model.bin``) that ``pert.runtime.ExportedModel`` runs on OpenVINO's CPU
-plugin, lengths padded to a multiple of 32. On the project's two real readers it answered 2.23x (SQuAD 1.1) and
-2.05x (CMRC 2018) as many questions per second as torch fp32, F1 within 0.25, 92.5% and 91.3% of the answers
-equal; onnxruntime's dynamic int8 reached 1.65x and 1.51x (benchmarks/README.md). NNCF cannot
-quantise onnxruntime's fused graph (its com.microsoft operators), so the torch module is converted directly.
+result is OpenVINO IR (``model.xml`` and ``model.bin``) that ``pert.runtime.ExportedModel`` runs on OpenVINO's
+CPU plugin (``pert.runtime.compile_ir``), lengths padded to a multiple of 32. On the project's two real readers it
+answered 2.23x (SQuAD 1.1) and 2.05x (CMRC 2018) as many questions per second as torch fp32, F1 within 0.25,
+92.5% and 91.3% of the answers equal; onnxruntime's dynamic int8 reached 1.65x and 1.51x (benchmarks/README.md).
+NNCF cannot quantise onnxruntime's fused graph (its com.microsoft operators), so the torch module is converted
+directly.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import random
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,16 +39,14 @@ def calibration_inputs(model_dir: Path, task: str, data: str | Path, items: int 
         rows = encode_examples(sample, qa.tokenizer, qa.max_seq_len, qa.doc_stride, qa.max_query_len)[:items]
         names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
     else:
-        from pert.convert.folder import open_folder
-        from pert.text import load_tokenizer
+        from pert.models import open_model
         from pert.wor.restore import read_sentences
 
-        _, config, training = open_folder(model_dir)
-        limit = min(int(training.get("max_seq_len") or 10**9), int(config.max_position_embeddings))
+        opened = open_model(model_dir, device="cpu", precision="fp32", runtime="torch")
+        limit = min(int(opened.training.get("max_seq_len") or 10**9), int(opened.config.max_position_embeddings))
         texts = read_sentences(Path(data))[0]
         sample = random.Random(seed).sample(texts, min(items, len(texts)))
-        tokenizer = load_tokenizer(model_dir)
-        rows = [tokenizer(t, truncation=True, max_length=limit) for t in sample]
+        rows = [opened.tokenizer(t, truncation=True, max_length=limit) for t in sample]
         names = ("input_ids", "attention_mask")
     if not rows:
         what = "questions" if task == "qa" else "sentences"
@@ -72,17 +70,3 @@ def quantize_static(graph: torch.nn.Module, calibration: list[dict[str, np.ndarr
     quantized = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(calibration))
     ov.save_model(quantized, str(out_file), compress_to_fp16=False)
-
-
-def compile_ir(model_file: str | Path, threads: int) -> Any:
-    """An OpenVINO ``CompiledModel`` on the CPU: ``threads`` inference threads, one stream, latency hint."""
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise ValueError(f"{model_file}: an OpenVINO export needs openvino: pip install 'pert[openvino]'") from e
-    core = ov.Core()
-    try:
-        return core.compile_model(str(model_file), "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-                                                           "PERFORMANCE_HINT": "LATENCY"})
-    except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for unreadable IR
-        raise ValueError(f"{model_file}: OpenVINO cannot load it ({str(e).splitlines()[0]})") from e
