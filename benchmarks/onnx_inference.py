@@ -117,28 +117,16 @@ def finetune_reader(name: str, task: str, base: Path, data: Path, out: Path, ste
     return best
 
 
-def exported(model: Path, quantize: str | None) -> Path:
-    """`pert export onnx` (beside the model, where `--runtime auto` finds it), once."""
+def exported(model: Path, quantize: str | None, calibrate: Path | None = None, check: Path | None = None) -> Path:
+    """`pert export onnx [--quantize int8 [--calibrate TRAIN --check DEV]]` (beside the model, where `--runtime
+    auto` finds it), once."""
     from pert.convert.onnx import export_onnx
     from pert.runtime import export_beside
 
-    out = export_beside(model, quantize)
+    out = export_beside(model, quantize, calibrated=calibrate is not None)
     if not (out / "pert_onnx.json").is_file():
         shutil.rmtree(out, ignore_errors=True)
-        export_onnx(model, out, quantize=quantize)
-    return out
-
-
-def openvino_int8(model: Path, train_file: Path, check_file: Path) -> Path:
-    """`pert export onnx --quantize int8 --calibrate TRAIN --check DEV` (static int8 on OpenVINO, calibrated on
-    300 training windows), beside the model, once."""
-    from pert.convert.onnx import export_onnx
-    from pert.runtime import export_beside
-
-    out = export_beside(model, "int8", calibrated=True)
-    if not (out / "pert_onnx.json").is_file():
-        shutil.rmtree(out, ignore_errors=True)
-        export_onnx(model, out, quantize="int8", calibrate=train_file, check=check_file)
+        export_onnx(model, out, quantize=quantize, calibrate=calibrate, check=check)
     return out
 
 
@@ -190,7 +178,7 @@ def bench(name: str, metric: str, model: Path, train_file: Path, check_file: Pat
     sides += [("onnxruntime fp32", exported(model, None), "onnx", "fp32"),
               ("onnxruntime int8 (dynamic)", exported(model, "int8"), "onnx", "fp32"),
               ("onnxruntime int8, FFN out fp32", int8_ffn_fp32(model), "onnx", "fp32"),
-              ("OpenVINO int8 (static)", openvino_int8(model, train_file, check_file), "onnx", "fp32")]
+              ("OpenVINO int8 (static)", exported(model, "int8", train_file, check_file), "onnx", "fp32")]
     if rounds == 0:
         return
     qa_windows = encode_examples(examples, load_tokenizer(model), max_seq_len, 128, 64)

@@ -443,7 +443,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a fine-tuned QA or word-order model to ONNX (optionally int8)",
                        description="Write an ONNX graph (torch.onnx.export, dynamic batch and length), the "
                                    "tokenizer, config.json and pert_onnx.json (what was exported) to --out; "
-                                   "`pert qa` / `pert restore` run it with --runtime onnx (onnxruntime).")
+                                   "`pert qa` / `pert restore` run it with --runtime onnx (onnxruntime, or "
+                                   "OpenVINO for --calibrate).")
     p.add_argument("format", choices=["onnx"], help="target format")
     p.add_argument("model", help="folder fine-tuned for QA (cmrc2018, drcd, squad1, squad2) or wor")
     p.add_argument("--out", help="folder to write (must not exist, or be empty; default: MODEL-onnx, "

@@ -10,12 +10,13 @@ latency hint.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,19 +90,21 @@ def checked_export(model_dir: str | Path, task: str) -> tuple[Path, str] | None:
     finding; else None. Fastest first: ``FOLDER-openvino-int8`` (static, where openvino is installed), then
     ``FOLDER-onnx-int8`` (benchmarks/README.md). Only int8: the fp32 export runs at torch fp32's speed, so it runs
     where it is asked for (``--model FOLDER-onnx`` or ``--runtime onnx``), not by itself."""
+    current = functools.cache(lambda: weights_fingerprint(model_dir))  # hashed once, only if an export exists
     for folder in (export_beside(model_dir, "int8", calibrated=True), export_beside(model_dir, "int8")):
-        found = _checked(model_dir, folder, task)
+        found = _checked(model_dir, folder, task, current)
         if found is not None:
             return found
     return None
 
 
-def _checked(model_dir: str | Path, folder: Path, task: str) -> tuple[Path, str] | None:
+def _checked(model_dir: str | Path, folder: Path, task: str,
+             current: Callable[[], str]) -> tuple[Path, str] | None:
     try:
         record = read_record(folder, task)
     except (OSError, ValueError):
         return None
-    if record.get("source_weights_sha256") != weights_fingerprint(model_dir):
+    if record.get("source_weights_sha256") != current():
         log.info("%s: exported from other weights than %s's; not used", folder, Path(model_dir).name)
         return None
     check = record.get("answer_check") or {}
@@ -230,7 +233,7 @@ class ExportedModel:
             return self.session.run(None, arrays)
         length = arrays[self.inputs[0]].shape[1]
         padded = -(-length // OPENVINO_LENGTH_STEP) * OPENVINO_LENGTH_STEP
-        if padded != length:  # masked padding: the real positions' outputs do not change
+        if padded != length:  # masked padding: the real positions' outputs change only by rounding
             arrays = {k: np.pad(v, ((0, 0), (0, padded - length))) for k, v in arrays.items()}
         with self._lock:
             result = self._request.infer(arrays)
