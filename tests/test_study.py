@@ -193,8 +193,15 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     rebuilt = json.loads((tmp_path / "work2" / "pretrain" / "mlm" / "rebuilt.json").read_text("utf-8"))
     assert rebuilt["rebuilt_loss"] == pytest.approx(rebuilt["recorded_loss"], rel=0.02)
     assert mlm_file.read_text("utf-8") == mlm_record  # the record is not rewritten
-    assert json.loads((alone / "records" / "finetune__mlm__chnsenticorp__seed-1.json").read_text())["scores"] == \
-        records["finetune/mlm/chnsenticorp/seed-1"]["scores"]
+    again = json.loads((alone / "records" / "finetune__mlm__chnsenticorp__seed-1.json").read_text())
+    assert again["scores"] == records["finetune/mlm/chnsenticorp/seed-1"]["scores"]
+    # the cell says that its encoder was a rebuild, and the report names it among the limits
+    assert again["rebuilt_model"] == {k: rebuilt[k] for k in ("recorded_loss", "rebuilt_loss", "recorded_precision",
+                                                               "rebuilt_precision")}
+    assert "rebuilt_model" not in records["finetune/mlm/chnsenticorp/seed-1"]
+    assert main(["study", "report", str(alone)]) == 0
+    assert (f"mlm (chnsenticorp/seed-1): rebuilt in fp32, held-out loss {rebuilt['rebuilt_loss']:.4f}, recorded "
+            f"{rebuilt['recorded_loss']:.4f} in fp32") in alone.with_suffix(".md").read_text("utf-8")
 
 
 def test_bad_study_configs_name_the_field(tmp_path, study_yaml):

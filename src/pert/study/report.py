@@ -289,7 +289,32 @@ def _limits(records: dict[str, dict[str, Any]]) -> list[str]:
         out.append("Not every cell ran in the same precision (the config says auto: bf16 autocast on CPUs with "
                    "bf16 instructions, else fp32; the cells ran on more than one machine): "
                    + "; ".join(f"{arm} {', '.join(sorted(p))}" for arm, p in sorted(precisions.items())) + ".")
+    rebuilt = _rebuilt(records)
+    if rebuilt:
+        out.append("Some cells fine-tuned a rebuilt encoder: the arm's pre-training run again with its recorded recipe "
+                   "in another work folder (records travel, models do not), accepted because it ended within 2% of "
+                   "the recorded held-out loss; it is close to the model the arm's other cells used, not the same "
+                   "one: " + "; ".join(rebuilt) + ".")
     return out
+
+
+def _rebuilt(records: dict[str, dict[str, Any]]) -> list[str]:
+    """One phrase per arm whose cells ran on a rebuilt model: which cells, its precision and loss against the record."""
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for rec in sorted(records.values(), key=lambda r: r["cell"]):
+        if rec["kind"] == "finetune" and rec.get("rebuilt_model"):
+            by_arm.setdefault(rec["arm"], []).append(rec)
+    phrases = []
+    for arm, recs in sorted(by_arm.items()):
+        m = recs[0]["rebuilt_model"]
+        phrases.append(f"{arm} ({', '.join(r['cell'].split('/', 2)[2] for r in recs)}): rebuilt in "
+                       f"{_fp(m.get('rebuilt_precision'))}, held-out loss {m['rebuilt_loss']:.4f}, recorded "
+                       f"{m['recorded_loss']:.4f} in {_fp(m.get('recorded_precision'))}")
+    return phrases
+
+
+def _fp(precision: str | None) -> str:
+    return {"no": "fp32", None: "an unrecorded precision"}.get(precision, precision)
 
 
 def write_report(out: str | Path, md: str | Path | None = None) -> Path:
@@ -343,7 +368,7 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
     L += ["", "## What the numbers show, and what they do not", "", *_pretraining_reading(cfg, records)]
     for b in others:
         L += ["", f"{first} against {b}:", "", *_reading(cfg, scores, first, b)]
-    L += ["", *_limits(records)]
+    L += [line for limit in _limits(records) for line in ("", limit)]  # a paragraph each
     L += ["", "## Next to the paper", "",
           "The paper's figures for base models pre-trained on 5.4B words (PERT's README and paper); this study's "
           "models are tiny and saw a few tens of millions of tokens, so only the direction of a difference between "

@@ -218,9 +218,13 @@ def _run_finetune(cfg: StudyConfig, work: Path, cell: Cell) -> dict[str, Any]:
                                   seeds=[cell.seed], model_name=cell.arm, save_model=False)
     result = finetune(build_config(FinetuneConfig, None, values))
     seed = result["seeds"][0]
-    return {"config": result["config"], "main_metric": result["main_metric"], "report_split": spec["report"],
-            "scores": {s: seed[s] for s in ("dev", "test") if s in seed},
-            "best_step": seed.get("best_step"), "steps": seed.get("steps")}
+    record = {"config": result["config"], "main_metric": result["main_metric"], "report_split": spec["report"],
+              "scores": {s: seed[s] for s in ("dev", "test") if s in seed},
+              "best_step": seed.get("best_step"), "steps": seed.get("steps")}
+    rebuilt = model_dir(work, cell.arm, cfg).parent / "rebuilt.json"
+    if rebuilt.is_file():  # the encoder is a rebuild of the recorded one, not the model the arm's other cells used
+        record["rebuilt_model"] = {k: v for k, v in json.loads(rebuilt.read_text("utf-8")).items() if k != "eval"}
+    return record
 
 
 def cell_seconds(record: dict[str, Any]) -> float:
@@ -374,7 +378,9 @@ def _rebuild_model(cfg: StudyConfig, work: Path, maker: Cell, record: dict[str, 
         raise ValueError(f"{out / 'records' / maker.file}: the rebuilt {maker.arm} model ends at held-out loss "
                          f"{got:.4f}, the record at {want:.4f}; delete the record to pre-train that arm afresh")
     (work / maker.kind / maker.arm / "rebuilt.json").write_text(json.dumps(
-        {"recorded_loss": want, "rebuilt_loss": got, "eval": again["summary"]["eval"]}, indent=1), encoding="utf-8")
+        {"recorded_loss": want, "rebuilt_loss": got, "recorded_precision": record["summary"]["precision"],
+         "rebuilt_precision": again["summary"]["precision"], "eval": again["summary"]["eval"]}, indent=1),
+        encoding="utf-8")
 
 
 def _rebuild_data(cfg: StudyConfig, work: Path, records: dict[str, dict[str, Any]], out: Path) -> None:
