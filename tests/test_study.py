@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import statistics
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import pert.tasks.loop as task_loop
 from pert.cli import main
 from pert.config import ConfigError, build_config
 from pert.lock import output_lock
@@ -46,7 +49,7 @@ def study_yaml(tmp_path_factory, shared_data, peoples_daily_tagged) -> Path:
     return path
 
 
-def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
+def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys, monkeypatch):
     out, work = tmp_path / "out", tmp_path / "work"
     assert main(["study", "run", str(study_yaml), "--out", str(out), "--work", str(work)]) == 0
     cfg = build_config(StudyConfig, study_yaml)
@@ -137,6 +140,33 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys):
     assert files["perlm"].read_text() == saved["perlm"]
     # same seed, same score, whichever worker runs it
     assert json.loads(files["mlm"].read_text())["scores"] == json.loads(saved["mlm"])["scores"]
+
+    # a fine-tuning cell stopped by SIGTERM (the end of a sitting) keeps its checkpoint; the next run continues it
+    # and ends exactly as the uninterrupted cell did
+    real_bar = task_loop.progress_bar
+
+    def bar_that_stops(*args, **kwargs):
+        bar = real_bar(*args, **kwargs)
+        update = bar.update
+
+        def update_then_stop(n: int = 1) -> None:
+            update(n)
+            if bar.n == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+        bar.update = update_then_stop
+        return bar
+
+    files["perlm"].unlink()
+    monkeypatch.setattr(task_loop, "progress_bar", bar_that_stops)
+    assert main([*run, "--cells", "finetune/perlm/*"]) == 130 and not files["perlm"].exists()
+    monkeypatch.setattr(task_loop, "progress_bar", real_bar)
+    capsys.readouterr()
+    assert main([*run, "--cells", "finetune/perlm/*"]) == 0
+    resumed = json.loads(files["perlm"].read_text())
+    assert resumed["resumed"] and resumed["steps"] == 8
+    assert resumed["scores"] == json.loads(saved["perlm"])["scores"]
+    assert resumed["config"] == json.loads(saved["perlm"])["config"]
+    files["perlm"].write_text(saved["perlm"])
 
     # the report comes from the records alone: a copy without the work folder gives the same report
     assert main(["study", "report", str(out)]) == 0

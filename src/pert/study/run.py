@@ -208,19 +208,25 @@ def _run_init(cfg: StudyConfig, work: Path, arm: str) -> dict[str, Any]:
 def _run_finetune(cfg: StudyConfig, work: Path, cell: Cell) -> dict[str, Any]:
     from pert.config import build_config
     from pert.tasks import FinetuneConfig, finetune
+    from pert.training.checkpoint import checkpoint_dirs
 
     out = work / "finetune" / cell.arm / cell.task / f"seed-{cell.seed}"
-    if out.exists():
-        shutil.rmtree(out)  # an interrupted cell starts again: fine-tuning cells are minutes long
+    # a cell stopped with a checkpoint (SIGTERM, Ctrl-C, the cell's own saves) continues from it, which ends exactly
+    # as an uninterrupted run (tests/test_faults_train.py); one without a checkpoint starts again
+    resume = bool(checkpoint_dirs(out / f"seed-{cell.seed}"))
+    if out.exists() and not resume:
+        shutil.rmtree(out)
     spec = cfg.tasks[cell.task]
     data = str(work / "wor") if spec["data"] == "wor" else spec["data"]
     values = cfg.finetune_options(cell.task, data=data, model=str(model_dir(work, cell.arm, cfg)), out=str(out),
-                                  seeds=[cell.seed], model_name=cell.arm, save_model=False)
+                                  seeds=[cell.seed], model_name=cell.arm, save_model=False, resume=resume)
     result = finetune(build_config(FinetuneConfig, None, values))
     seed = result["seeds"][0]
-    record = {"config": result["config"], "main_metric": result["main_metric"], "report_split": spec["report"],
+    record = {"config": {**result["config"], "resume": False},  # a session option: the same cell either way
+              "main_metric": result["main_metric"], "report_split": spec["report"],
               "scores": {s: seed[s] for s in ("dev", "test") if s in seed},
-              "best_step": seed.get("best_step"), "steps": seed.get("steps")}
+              "best_step": seed.get("best_step"), "steps": seed.get("steps"),
+              "train_seconds": seed.get("train_seconds"), "resumed": resume}
     rebuilt = model_dir(work, cell.arm, cfg).parent / "rebuilt.json"
     if rebuilt.is_file():  # the encoder is a rebuild of the recorded one, not the model the arm's other cells used
         record["rebuilt_model"] = {k: v for k, v in json.loads(rebuilt.read_text("utf-8")).items() if k != "eval"}
@@ -228,9 +234,11 @@ def _run_finetune(cfg: StudyConfig, work: Path, cell: Cell) -> dict[str, Any]:
 
 
 def cell_seconds(record: dict[str, Any]) -> float:
-    """Time a finished cell took: a pre-training's own count over every sitting it ran in (the record's
-    ``seconds`` holds only the sitting that finished it)."""
-    return record["summary"]["seconds"] if record["kind"] == "pretrain" else record["seconds"]
+    """Time a finished cell took over every sitting it ran in (the record's ``seconds`` holds only the sitting that
+    finished it): a pre-training's own count; for a fine-tuning, its training time when that is the larger."""
+    if record["kind"] == "pretrain":
+        return record["summary"]["seconds"]
+    return max(record["seconds"], record.get("train_seconds") or 0.0)
 
 
 def _eta(cells: list[Cell], records: dict[str, dict[str, Any]], todo: list[Cell]) -> str:
