@@ -411,9 +411,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="run and report a comparison of pre-training arms on a task panel",
                        description="A study is a plan of cells (arm x pre-training, arm x task x seed). Every "
                                    "finished cell leaves a record in OUT/records; a re-run skips finished cells "
-                                   "and resumes an interrupted pre-training. The same command in another shell "
-                                   "adds a worker that takes the next free cell (give each worker its share: "
-                                   "OMP_NUM_THREADS on a CPU, CUDA_VISIBLE_DEVICES on GPUs).")
+                                   "and resumes an interrupted cell from its checkpoint. The same command in "
+                                   "another shell adds a worker that takes the next free cell (give each worker "
+                                   "its share: OMP_NUM_THREADS on a CPU, CUDA_VISIBLE_DEVICES on GPUs).")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = actions.add_parser("run", help="run the cells that have no record yet")
     run.add_argument("config", help="study YAML (e.g. configs/study/perlm-vs-mlm.yaml)")
