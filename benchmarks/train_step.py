@@ -210,9 +210,9 @@ def main(argv: list[str] | None = None) -> None:
         for shape in args.shapes:
             preset, seq, batch = re.fullmatch(r"(\w+):(\d+):(\d+)", shape).groups()
             seq, batch = int(seq), int(batch)
-            layers, hidden, heads = PRESETS[preset]
+            layers, hidden, heads, intermediate = PRESETS[preset]
             cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                             num_attention_heads=heads, intermediate_size=4 * hidden)
+                             num_attention_heads=heads, intermediate_size=intermediate)
             for pr in precisions:
                 row = {"shape": f"{preset} {layers}/{hidden} seq {seq} x {batch}", "precision": pr,
                        "steps": args.warmup + args.steps}

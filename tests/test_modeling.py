@@ -12,6 +12,7 @@ from transformers import BertConfig, BertForMaskedLM, BertModel
 from pert.convert.hf import load_pretraining_model, save_model_folder
 from pert.modeling import PerlmHead, PertForPreTraining, preset_config
 from pert.objectives import ObjectiveConfig, perlm_corrupt
+from pert.presets import PRESETS
 
 
 def tiny_config(**kw) -> BertConfig:
@@ -106,8 +107,13 @@ def test_a_plain_bert_folder_initialises_pretraining_with_a_random_head(minilm_d
 
 def test_presets_have_the_published_shapes():
     base = preset_config("base", 21128)
-    assert (base.num_hidden_layers, base.hidden_size, base.num_attention_heads) == (12, 768, 12)
+    assert (base.num_hidden_layers, base.hidden_size, base.num_attention_heads, base.intermediate_size) == \
+        (12, 768, 12, 3072)
     large = preset_config("large", 21128)
-    assert (large.num_hidden_layers, large.hidden_size, large.num_attention_heads) == (24, 1024, 16)
+    assert (large.num_hidden_layers, large.hidden_size, large.num_attention_heads, large.intermediate_size) == \
+        (24, 1024, 16, 4096)
+    # every preset keeps BERT's 4 x hidden feed-forward layer except the demo's mini (2 x: docs/perlm.md)
+    assert {name: preset_config(name, 100).intermediate_size / preset_config(name, 100).hidden_size
+            for name in PRESETS} == {**{name: 4 for name in PRESETS}, "mini": 2}
     n = sum(p.numel() for p in BertModel(base).parameters())
     assert 100e6 < n < 110e6  # BERT-base with the Chinese vocabulary: about 102M

@@ -129,7 +129,8 @@ def test_dropout_is_set_in_the_model_and_saved_in_its_config(tmp_path, corpus, c
                  "--max-seq-len", "32", "--batch-size", "4", "--max-steps", "2", "--eval-every", "0",
                  "--eval-sequences", "4", "--precision", "fp32", "--num-workers", "0"]) == 0
     config = json.loads((out / "final" / "config.json").read_text())
-    assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"]) == (2, 256, 4)
+    assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"],
+            config["intermediate_size"]) == (2, 256, 4, 512)
     assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0
     model = PertForPreTraining.from_pretrained(out / "final")
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}

@@ -27,9 +27,9 @@ def preset_config(name: str, vocab_size: int, max_position_embeddings: int = 512
     """A BERT config of one of the presets for a vocabulary."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
-    layers, hidden, heads = PRESETS[name]
+    layers, hidden, heads, intermediate = PRESETS[name]
     return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                      num_attention_heads=heads, intermediate_size=4 * hidden,
+                      num_attention_heads=heads, intermediate_size=intermediate,
                       max_position_embeddings=max_position_embeddings)
 
 

@@ -20,10 +20,13 @@ PAPER = [
 H100_BF16_DENSE = 989e12
 
 
-def _flops_per_token(layers: int, hidden: int, seq: int) -> float:
+def _flops_per_token(preset: str, seq: int) -> float:
     """A BERT training step: 6 x non-embedding weights (forward + backward; an embedding lookup is not a matrix
     product) plus attention's 6 x seq x hidden per layer."""
-    return 6 * 12 * layers * hidden * hidden + 6 * layers * seq * hidden
+    from pert.presets import PRESETS
+
+    layers, hidden, _, intermediate = PRESETS[preset]
+    return 6 * layers * (4 * hidden * hidden + 2 * hidden * intermediate) + 6 * layers * seq * hidden
 
 
 def _load(out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -124,15 +127,12 @@ def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
     """Expected cost of the base-scale config, from this study's measured throughput."""
     import yaml
 
-    from pert.presets import PRESETS
-
     if not base_cfg.is_file():
         return []
     b = yaml.safe_load(base_cfg.read_text("utf-8"))
     p = b["pretrain"]
     tokens = p["max_steps"] * p["batch_size"] * p.get("grad_accum", 1) * p["max_seq_len"]
-    layers, hidden, _ = PRESETS[p["preset"]]
-    flops = tokens * _flops_per_token(layers, hidden, p["max_seq_len"])
+    flops = tokens * _flops_per_token(p["preset"], p["max_seq_len"])
     pretrained = sum(spec.get("init") != "random" for spec in b["arms"].values())
     lines = [f"`{base_cfg.as_posix()}`: PERT-{p['preset']} shape, {p['max_steps']:,} steps of "
              f"{p['batch_size'] * p.get('grad_accum', 1)} x {p['max_seq_len']} tokens = {tokens / 1e9:.2f}B tokens "
@@ -141,9 +141,8 @@ def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
     if pre:
         r = pre[0]
         c = r["config"]
-        n_layers, d, _ = PRESETS[c["preset"]]
         rate = _steady_rate(r)
-        achieved = _flops_per_token(n_layers, d, c["max_seq_len"]) * rate
+        achieved = _flops_per_token(c["preset"], c["max_seq_len"]) * rate
         lines.append(f"This study's {c['preset']} pre-training ran at {rate:,.0f} tokens/s (median of its logged "
                      "intervals), "
                      f"about {achieved / 1e9:.0f} GFLOP/s on this machine's 2 cores: the base config would take "
