@@ -120,8 +120,14 @@ def test_kill9_during_pretrain_then_resume_ends_bit_identical(corpus, tmp_path):
     cmd = [sys.executable, "-m", "pert.cli", "pretrain", "--data", str(corpus), "--out", str(out),
            *cli_args(steps)]
     kill9_when(cmd, lambda: len(checkpoint_dirs(out)) >= 2, tmp_path / "stderr.txt")
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:  # a row logged after the last checkpoint
+        f.write(json.dumps({"split": "train", "step": 19, "loss": 0.0}) + "\n")
     resumed = pretrain(pt_config(corpus, out, **{**steps, "resume": True}))
     full = pretrain(pt_config(corpus, tmp_path / "full", **steps))
+    # the metrics log reads as one run: each step once, none left from the session that was killed
+    rows = [[(r["split"], r["step"], r.get("loss")) for r in map(json.loads, (run / "metrics.jsonl").open())]
+            for run in (out, tmp_path / "full")]
+    assert rows[0] == rows[1] and len(rows[0]) == 21  # 20 train rows and the final evaluation
     same_weights(out / "final" / "model.safetensors", tmp_path / "full" / "final" / "model.safetensors")
     assert resumed["steps"] == 20 and resumed["eval"] == full["eval"]
     # summary.json counts the tokens of the whole run, not only those since the resume

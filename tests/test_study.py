@@ -20,6 +20,7 @@ from pert.config import ConfigError, build_config
 from pert.lock import output_lock
 from pert.study import StudyConfig, plan
 from pert.study.corpus import Shingles
+from pert.study.report import one_row_per_step
 from pert.study.run import _run_pretrain, run_study
 
 
@@ -321,3 +322,11 @@ def test_an_arm_that_has_not_run_is_missing_not_a_tie():
     scores["ner"]["perlm"] = {1: 3.0, 2: 5.0}
     assert _verdict(cfg, scores, "perlm", "mlm").endswith("perlm is below mlm on 1 of 2 tasks (ner); 1 of 2 (wor) has "
                                                            "not run for both yet.")
+
+
+def test_a_step_logged_twice_counts_once_the_later_row():
+    rows = [{"split": "train", "step": 50, "loss": 5.0}, {"split": "train", "step": 100, "loss": 4.0},
+            {"split": "train", "step": 150, "loss": 3.9},  # killed before the next checkpoint (step 100)
+            {"split": "train", "step": 100, "loss": 4.1}, {"split": "eval", "step": 100, "loss": 4.2},
+            {"split": "train", "step": 150, "loss": 3.8}]
+    assert one_row_per_step(rows) == [rows[0], rows[3], rows[4], rows[5]]

@@ -37,7 +37,17 @@ def _load(out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         raise FileNotFoundError(f"{out}: not a study folder (no study.json); run `pert study run` first")
     meta_data, records = json.loads(meta.read_text("utf-8")), read_records(out)
     check_records(StudyConfig(**meta_data["config"]), records, out)
+    for rec in records.values():
+        if rec["kind"] == "pretrain":
+            rec["curves"] = one_row_per_step(rec["curves"])
     return meta_data, records
+
+
+def one_row_per_step(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last row of each (split, step), in step order: older records hold the rows a killed session logged after
+    its last checkpoint next to those the resumed run logged again."""
+    last = {(r["split"], r["step"]): r for r in rows}
+    return sorted(last.values(), key=lambda r: r["step"])
 
 
 def _scores(cfg: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:

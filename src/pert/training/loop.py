@@ -217,6 +217,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2), encoding="utf-8")
+        _drop_metrics_after(out / "metrics.jsonl", step)
         writer = ScalarWriter(out / "tensorboard")
         n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
         log.info("%s objective, %.1fM parameters, %d processes, precision %s, %d training sequences of %d",
@@ -346,6 +347,17 @@ def _any(accelerator: Accelerator, flag: bool) -> bool:
         return flag
     t = torch.tensor(float(flag), device=accelerator.device)
     return accelerator.reduce(t, reduction="sum").item() > 0
+
+
+def _drop_metrics_after(file: Path, step: int) -> None:
+    """Keep the metrics rows up to ``step``: the rows an interrupted session logged after its last checkpoint (or
+    a start that never saved one) are logged again by the run that continues from there."""
+    if not file.is_file():
+        return
+    lines = file.read_text("utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 def _log(writer, out: Path, split: str, metrics: dict, step: int) -> None:
