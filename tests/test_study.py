@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import pert.tasks.loop as task_loop
+import pert.training.loop as train_loop
 from pert.cli import main
 from pert.config import ConfigError, build_config
 from pert.lock import output_lock
@@ -220,7 +221,30 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys, 
     assert f"{mlm_file}: the rebuilt mlm model ends at held-out loss" in err and "delete the record" in err
     assert not (tmp_path / "work2" / "pretrain" / "mlm").exists()  # the rejected model is not left to be used
     mlm_file.write_text(mlm_record, encoding="utf-8")
+    # a rebuild stopped by SIGTERM leaves a checkpoint and a final/ of its last step: the next run resumes the
+    # rebuild instead of fine-tuning that partial model
+    real_progress = train_loop.progress
+
+    def progress_that_stops(*args, **kwargs):
+        bar = real_progress(*args, **kwargs)
+        update = bar.update
+
+        def update_then_stop(n: int = 1) -> None:
+            update(n)
+            if bar.n == 5:
+                os.kill(os.getpid(), signal.SIGTERM)
+        bar.update = update_then_stop
+        return bar
+
+    monkeypatch.setattr(train_loop, "progress", progress_that_stops)
+    assert main(["study", "run", str(study_yaml), "--out", str(alone), "--work", str(tmp_path / "work2")]) == 130
+    monkeypatch.setattr(train_loop, "progress", real_progress)
+    partial = tmp_path / "work2" / "pretrain" / "mlm"
+    assert json.loads((partial / "summary.json").read_text("utf-8"))["steps"] == 5
+    assert (partial / "final" / "config.json").is_file()
+    assert not (alone / "records" / "finetune__mlm__chnsenticorp__seed-1.json").exists()
     assert main(["study", "run", str(study_yaml), "--out", str(alone), "--work", str(tmp_path / "work2")]) == 0
+    assert json.loads((partial / "summary.json").read_text("utf-8"))["steps"] == 12
     rebuilt = json.loads((tmp_path / "work2" / "pretrain" / "mlm" / "rebuilt.json").read_text("utf-8"))
     assert rebuilt["rebuilt_loss"] == pytest.approx(rebuilt["recorded_loss"], rel=0.02)
     assert mlm_file.read_text("utf-8") == mlm_record  # the record is not rewritten

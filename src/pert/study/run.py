@@ -353,13 +353,28 @@ def _check_work(cfg: StudyConfig, work: Path, cell: Cell, records: dict[str, dic
         with output_lock(_cell_lock(work, Cell("data", "data"))):
             if not (work / "prepared" / "manifest.json").is_file():
                 _rebuild_data(cfg, work, records, out)
-    if cell.kind == "finetune" and not (model_dir(work, cell.arm, cfg) / "config.json").is_file():
+    if cell.kind == "finetune" and not _model_ready(cfg, work, cell.arm, records):
         from pert.lock import output_lock
 
         maker = arm_cell(cfg, cell.arm)
         with output_lock(_cell_lock(work, maker)):  # one worker rebuilds, as for the data cell
-            if not (model_dir(work, cell.arm, cfg) / "config.json").is_file():
+            if not _model_ready(cfg, work, cell.arm, records):
                 _rebuild_model(cfg, work, maker, records[maker.id], out)
+
+
+def _model_ready(cfg: StudyConfig, work: Path, arm: str, records: dict[str, dict[str, Any]]) -> bool:
+    """Whether the work folder holds the recorded arm's model: a random floor once saved; a pre-training only when
+    it is the recorded run itself or a rebuild that passed its check. A pre-training stopped early still writes
+    final/, so its presence alone says nothing."""
+    folder = model_dir(work, arm, cfg)
+    if not (folder / "config.json").is_file():
+        return False
+    maker = arm_cell(cfg, arm)
+    if maker.kind == "init":
+        return True
+    summary_file = folder.parent / "summary.json"
+    summary = json.loads(summary_file.read_text("utf-8")) if summary_file.is_file() else {}
+    return summary == records[maker.id]["summary"] or (folder.parent / "rebuilt.json").is_file()
 
 
 # a rebuilt pre-training must end at the recorded held-out loss within this share (thread counts and CPUs change
