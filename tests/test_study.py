@@ -20,7 +20,7 @@ from pert.cli import main
 from pert.config import ConfigError, build_config
 from pert.lock import output_lock
 from pert.study import StudyConfig, plan
-from pert.study.corpus import Shingles
+from pert.study.corpus import Shingles, evaluation_texts
 from pert.study.report import one_row_per_step
 from pert.study.run import _run_pretrain, run_study
 
@@ -271,6 +271,15 @@ def test_bad_study_configs_name_the_field(tmp_path, study_yaml):
         path.write_text(yaml.safe_dump({**base, **change}), encoding="utf-8")
         with pytest.raises(ConfigError, match=message):
             build_config(StudyConfig, path)
+
+
+def test_a_task_under_a_second_name_is_held_out_once(tmp_path, study_yaml):
+    base = yaml.safe_load(study_yaml.read_text("utf-8"))
+    spec = base["tasks"]["chnsenticorp"]
+    one = evaluation_texts(build_config(StudyConfig, None, base), tmp_path)
+    both = evaluation_texts(build_config(StudyConfig, None, {**base, "tasks": {
+        "chnsenticorp": spec, "chnsenticorp-long": {**spec, "task": "chnsenticorp", "max_steps": 16}}}), tmp_path)
+    assert both == one and len(one["chnsenticorp"]) == 2400  # 1,200 dev and 1,200 test reviews
 
 
 def test_shingles_find_shared_runs_only():

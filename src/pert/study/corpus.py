@@ -49,12 +49,18 @@ def example_texts(example: Any) -> Iterator[str]:
 
 
 def evaluation_texts(cfg: StudyConfig, work: Path) -> dict[str, list[str]]:
-    """Every dev and test text of the panel, by task."""
+    """Every dev and test text of the panel, by task. A study task that reads the files of an earlier one under
+    another name and budget (wor-long: the task wor on the wor data) is read once, under the earlier name."""
     from pert.tasks import get_task
 
     out: dict[str, list[str]] = {}
+    seen: set[tuple[str, str]] = set()
     for name, spec in cfg.tasks.items():
-        task = get_task(name, spec.get("task_args", []))
+        kind = spec.get("task", name)
+        if (kind, spec["data"]) in seen:
+            continue
+        seen.add((kind, spec["data"]))
+        task = get_task(kind, spec.get("task_args", []))
         data = work / "wor" if spec["data"] == "wor" else Path(spec["data"])
         texts = []
         for split in ("dev", "test"):
