@@ -51,6 +51,21 @@ def study_yaml(tmp_path_factory, shared_data, peoples_daily_tagged) -> Path:
     return path
 
 
+def sigterm_at(make_bar, step: int):
+    """A progress-bar factory whose bars send this process SIGTERM once they reach ``step`` (the end of a sitting)."""
+    def make(*args, **kwargs):
+        bar = make_bar(*args, **kwargs)
+        update = bar.update
+
+        def update_then_stop(n: int = 1) -> None:
+            update(n)
+            if bar.n == step:
+                os.kill(os.getpid(), signal.SIGTERM)
+        bar.update = update_then_stop
+        return bar
+    return make
+
+
 def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys, monkeypatch):
     out, work = tmp_path / "out", tmp_path / "work"
     assert main(["study", "run", str(study_yaml), "--out", str(out), "--work", str(work)]) == 0
@@ -146,20 +161,8 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys, 
     # a fine-tuning cell stopped by SIGTERM (the end of a sitting) keeps its checkpoint; the next run continues it
     # and ends exactly as the uninterrupted cell did
     real_bar = task_loop.progress_bar
-
-    def bar_that_stops(*args, **kwargs):
-        bar = real_bar(*args, **kwargs)
-        update = bar.update
-
-        def update_then_stop(n: int = 1) -> None:
-            update(n)
-            if bar.n == 4:
-                os.kill(os.getpid(), signal.SIGTERM)
-        bar.update = update_then_stop
-        return bar
-
     files["perlm"].unlink()
-    monkeypatch.setattr(task_loop, "progress_bar", bar_that_stops)
+    monkeypatch.setattr(task_loop, "progress_bar", sigterm_at(real_bar, 4))
     assert main([*run, "--cells", "finetune/perlm/*"]) == 130 and not files["perlm"].exists()
     monkeypatch.setattr(task_loop, "progress_bar", real_bar)
     capsys.readouterr()
@@ -224,19 +227,7 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys, 
     # a rebuild stopped by SIGTERM leaves a checkpoint and a final/ of its last step: the next run resumes the
     # rebuild instead of fine-tuning that partial model
     real_progress = train_loop.progress
-
-    def progress_that_stops(*args, **kwargs):
-        bar = real_progress(*args, **kwargs)
-        update = bar.update
-
-        def update_then_stop(n: int = 1) -> None:
-            update(n)
-            if bar.n == 5:
-                os.kill(os.getpid(), signal.SIGTERM)
-        bar.update = update_then_stop
-        return bar
-
-    monkeypatch.setattr(train_loop, "progress", progress_that_stops)
+    monkeypatch.setattr(train_loop, "progress", sigterm_at(real_progress, 5))
     assert main(["study", "run", str(study_yaml), "--out", str(alone), "--work", str(tmp_path / "work2")]) == 130
     monkeypatch.setattr(train_loop, "progress", real_progress)
     partial = tmp_path / "work2" / "pretrain" / "mlm"
