@@ -200,12 +200,17 @@ def test_miniature_study_runs_resumes_and_reports(tmp_path, study_yaml, capsys, 
     rec_file = alone / "records" / "pretrain__perlm.json"
     rec = json.loads(rec_file.read_text("utf-8"))
     rec["seconds"], rec["summary"]["seconds"] = 1.0, 36000.0
+    rec["versions"]["transformers"] = "0.0.1"  # cells of one study may run under different versions: all are listed
     rec_file.write_text(json.dumps(rec), encoding="utf-8")
     assert main(["study", "report", str(alone)]) == 0
     now = [json.loads(f.read_text("utf-8")) for f in (alone / "records").glob("*.json")]
     total = sum(r["summary"]["seconds"] if r["kind"] == "pretrain" else r["seconds"] for r in now)
     assert total > 36000
-    assert f"Wall time of the finished cells: {total / 3600:.1f} h" in (tmp_path / "copy" / "out.md").read_text("utf-8")
+    report = (tmp_path / "copy" / "out.md").read_text("utf-8")
+    assert f"Wall time of the finished cells, summed: {total / 3600:.1f} h." in report
+    others = {r["versions"]["transformers"] for r in now} - {"0.0.1"}
+    assert len(others) == 1
+    assert f"transformers {others.pop()} ({len(now) - 1} of {len(now)} cells), 0.0.1 (1 of {len(now)} cells);" in report
 
     # records travel, work folders may not: in a new work folder the data cell's outputs are rebuilt (and checked
     # against its record), and so is an arm's model that a remaining cell needs: pre-trained again with the recorded

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -430,12 +431,17 @@ def write_report(out: str | Path, md: str | Path | None = None) -> Path:
         L.append(f"- **{t}** (reported: {spec['report']}): " + ", ".join(f"{k} {v}" for k, v in spec.items()
                                                                          if k != "report"))
     total = sum(cell_seconds(r) for r in records.values())
-    vers = next(iter(records.values()))["versions"] if records else {}
+    vers: dict[str, Counter] = {}
+    for r in records.values():
+        for k, v in r["versions"].items():
+            vers.setdefault(k, Counter())[v] += 1
+    n_cells = len(records)
+    versions = "; ".join(f"{k} " + ", ".join(v if len(n) == 1 else f"{v} ({c} of {n_cells} cells)"
+                                             for v, c in n.most_common()) for k, n in vers.items())
     L += ["", "## Reproduce", "", "```bash",
           f"pert study run {meta.get('source') or 'CONFIG'} --out {given} --work runs/study",
           f"pert study report {given}", "```", "",
-          f"Wall time of the finished cells: {total / 3600:.1f} h on this machine (2 CPU cores). Versions: "
-          + ", ".join(f"{k} {v}" for k, v in vers.items()) + "."]
+          f"Wall time of the finished cells, summed: {total / 3600:.1f} h. Versions: {versions}."]
     base = Path(cfg["base_scale"]) if cfg.get("base_scale") else None
     cost = _base_cost(records, base) if base else []
     if cost:
