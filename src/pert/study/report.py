@@ -154,10 +154,9 @@ def _base_cost(records: dict[str, dict[str, Any]], base_cfg: Path) -> list[str]:
         c = r["config"]
         rate = _steady_rate(r)
         achieved = _flops_per_token(c["preset"], c["max_seq_len"]) * rate
-        lines.append(f"This study's {c['preset']} pre-training ran at {rate:,.0f} tokens/s (median of its logged "
-                     "intervals), "
-                     f"about {achieved / 1e9:.0f} GFLOP/s on this machine's 2 cores: the base config would take "
-                     f"{flops / achieved / 86400 / 365:.1f} years per arm here.")
+        lines.append(f"This study's {c['preset']} pre-training of {r['arm']} ran at {rate:,.0f} tokens/s (median of "
+                     f"its logged intervals), about {achieved / 1e9:.0f} GFLOP/s on the machine that ran it: at that "
+                     f"rate the base config would take {flops / achieved / 86400 / 365:.1f} years per arm.")
     hours = [f"about {flops / (H100_BF16_DENSE * mfu) / 3600:.0f} GPU-hours per arm at {mfu:.0%} utilisation"
              for mfu in (0.5, 0.3)]
     lines.append(f"On one H100 (989 TFLOP/s dense bf16): {hours[0]}, {hours[1]} (pert measured 54% of the matrix "
